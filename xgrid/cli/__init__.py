@@ -1,0 +1,10 @@
+"""`xgrid`: the command line. Each subcommand lives in its own module; this file only assembles them."""
+
+import typer
+
+from xgrid.cli import search_cmd, tasks_cmd
+
+app = typer.Typer(help="Intermediate-task transfer grids for zero-shot cross-lingual NLP.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.command("tasks")(tasks_cmd.tasks)
+app.command("search")(search_cmd.search)

@@ -1,0 +1,272 @@
+"""The search space: YAML -> validated, frozen objects. Nothing in xgrid reads YAML anywhere else.
+
+Task names are checked against a registry passed in the validation context, so this module imports nothing
+from the rest of xgrid and every error names its field path (`targets[2]: unknown task 'mb_xnl'; did you
+mean 'mb_xnli'?`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
+
+NONE_BASELINE = "none"
+EMBEDDED_TINY = "embedded:tiny"
+
+
+class SpaceError(ValueError):
+    """A search space that cannot be used; `str()` is one line per problem, each naming the field path."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- learning-rate search ------------------------------------------------------------------------------------
+class LogRange(Strict):
+    low: Annotated[float, Field(gt=0)]
+    high: Annotated[float, Field(gt=0)]
+    log: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LogRange":
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Choices(Strict):
+    values: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
+
+
+def _learning_rate_form(value: Any) -> str | None:
+    """Pick the form from the value's shape, so an error speaks of the form the user meant, not all three."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "fixed"
+    if isinstance(value, dict):
+        return "choices" if "values" in value else "range"
+    return None
+
+
+LearningRate = Annotated[
+    Union[Annotated[Annotated[float, Field(gt=0, lt=1)], Tag("fixed")], Annotated[LogRange, Tag("range")],
+          Annotated[Choices, Tag("choices")]],
+    Discriminator(_learning_rate_form, custom_error_type="learning_rate_form",
+                  custom_error_message="a learning rate is a number, {low, high, log} or {values: [...]}"),
+]
+
+
+class TrainingSettings(Strict):
+    learning_rate: LearningRate
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    grad_accum: Annotated[int, Field(ge=1, le=1024)] = 1
+    max_length: Annotated[int, Field(ge=8, le=8192)] = 128
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    grad_clip: Annotated[float, Field(gt=0)] = 1.0
+    max_train_examples: Annotated[int, Field(ge=1)] | None = None  # cap for smoke runs
+    max_eval_examples: Annotated[int, Field(ge=1)] | None = None
+
+    @property
+    def searched(self) -> bool:
+        return not isinstance(self.learning_rate, float)
+
+
+class IntermediateTraining(TrainingSettings):
+    learning_rate: Annotated[float, Field(gt=0, lt=1)] = 1e-3  # fixed: it is part of the checkpoint key
+
+
+# --- models, tasks --------------------------------------------------------------------------------------------
+class BaseModelSpec(Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    source: Annotated[str, Field(min_length=1)] = EMBEDDED_TINY  # embedded:tiny, a hub id, or a local folder
+    family: Literal["auto", "xlm-roberta", "xlm-roberta-xl", "bert", "mt5"] = "auto"
+
+
+class IntermediateGroup(Strict):
+    """Several intermediate tasks trained together (multi-task), named for tags and tables."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")]
+    tasks: Annotated[list[str], Field(min_length=2)]
+
+
+Intermediate = Union[str, IntermediateGroup]
+
+
+class RetrievalConfig(Strict):
+    layer: int | None = None  # hidden_states index; 0 = embeddings, None = last layer
+    pooling: Literal["mean", "cls"] = "mean"
+
+
+class SearchSettings(Strict):
+    trials_per_cell: Annotated[int, Field(ge=1, le=1000)] = 2
+    scheduler: Literal["asha", "median", "none"] = "asha"
+    grace_period: Annotated[int, Field(ge=1)] = 1
+    reduction_factor: Annotated[float, Field(gt=1)] = 2.0
+    sampler_seed: int = 0
+
+
+class Resources(Strict):
+    workers_per_trial: Annotated[int, Field(ge=1, le=1024)] = 1
+    cpus_per_worker: Annotated[float, Field(gt=0)] = 1
+    gpus_per_worker: Annotated[float, Field(ge=0)] = 0
+    max_concurrent_trials: Annotated[int, Field(ge=1)] = 2
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    # "auto": a single-worker CPU trial runs its loop in the Tune trial's own process (see README, "Trial
+    # overhead"); anything bigger is a TorchTrainer. "ray_train" forces a TorchTrainer for every trial.
+    trial_backend: Literal["auto", "ray_train", "inline"] = "auto"
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "Resources":
+        if self.precision == "bf16" and self.gpus_per_worker == 0:
+            raise ValueError("precision bf16 needs gpus_per_worker > 0 (CPU runs are fp32)")
+        if self.trial_backend == "inline" and (self.workers_per_trial > 1 or self.gpus_per_worker > 0):
+            raise ValueError("trial_backend inline runs one CPU worker; use auto or ray_train for more")
+        return self
+
+
+class SearchSpace(Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    description: str = ""
+    base_models: Annotated[list[BaseModelSpec], Field(min_length=1)]
+    intermediates: Annotated[list[Intermediate], Field(min_length=1)]
+    targets: Annotated[list[str], Field(min_length=1)]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    intermediate_training: IntermediateTraining = IntermediateTraining()
+    target_training: TrainingSettings
+    selection_policy: Literal["english_dev", "target_dev"] = "english_dev"
+    retrieval: RetrievalConfig = RetrievalConfig()
+    search: SearchSettings = SearchSettings()
+    resources: Resources = Resources()
+    microbench_seed: int = 0
+    local_paths: dict[str, str] = {}  # task name -> local data path (CCGbank, Mewsli-X)
+
+    @field_validator("seeds", "targets")
+    @classmethod
+    def _unique(cls, values: list[Any]) -> list[Any]:
+        dupes = sorted({str(v) for v in values if values.count(v) > 1})
+        if dupes:
+            raise ValueError(f"duplicate entries: {', '.join(dupes)}")
+        return values
+
+    @field_validator("base_models")
+    @classmethod
+    def _unique_models(cls, models: list[BaseModelSpec]) -> list[BaseModelSpec]:
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate base model names: {', '.join(dupes)}")
+        return models
+
+    @model_validator(mode="after")
+    def _known_tasks(self, info: ValidationInfo) -> "SearchSpace":
+        registry = (info.context or {}).get("registry")
+        if registry is None:
+            return self
+        problems = []
+        for i, entry in enumerate(self.intermediates):
+            names = entry.tasks if isinstance(entry, IntermediateGroup) else [entry]
+            for j, name in enumerate(names):
+                path = f"intermediates[{i}].tasks[{j}]" if isinstance(entry, IntermediateGroup) else f"intermediates[{i}]"
+                if name == NONE_BASELINE and not isinstance(entry, IntermediateGroup):
+                    continue
+                problems += _task_problem(registry, name, path, want_target=False)
+        for i, name in enumerate(self.targets):
+            problems += _task_problem(registry, name, f"targets[{i}]", want_target=True)
+        for name in self.local_paths:
+            problems += _task_problem(registry, name, f"local_paths.{name}", want_target=None)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _unique_intermediates(self) -> "SearchSpace":
+        labels = [intermediate_label(e) for e in self.intermediates]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"intermediates: duplicate entries: {', '.join(dupes)}")
+        return self
+
+    # --- derived ---------------------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _task_problem(registry: Any, name: str, path: str, want_target: bool | None) -> list[str]:
+    from_registry = getattr(registry, "select", None)
+    try:
+        selection = from_registry(name)
+    except KeyError as err:  # UnknownTaskError carries the suggestion
+        return [f"{path}: {err}"]
+    task = selection.task
+    if want_target is True and not task.is_target:
+        return [f"{path}: {name!r} is not a target task (it has no evaluation languages group); "
+                f"targets are: {', '.join(t.name for t in registry if t.is_target)}"]
+    if want_target is False and task.format == "retrieval":
+        return [f"{path}: {name!r} is a retrieval task and cannot be an intermediate task"]
+    return []
+
+
+def intermediate_label(entry: Intermediate) -> str:
+    return entry.name if isinstance(entry, IntermediateGroup) else entry
+
+
+def intermediate_tasks(entry: Intermediate) -> tuple[str, ...]:
+    if isinstance(entry, IntermediateGroup):
+        return tuple(entry.tasks)
+    return () if entry == NONE_BASELINE else (entry,)
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem: `field.path[2]: what is wrong`. Model-level validators that check several fields
+    (task names) write their own paths, so their messages pass through unprefixed."""
+    lines = []
+    for e in err.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field" + _did_you_mean(str(e["loc"][-1]), _ALL_FIELDS)
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        lines += [f"{loc}: {m}" if loc else m for m in msg.split("\n")]
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _did_you_mean(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def parse_space(data: Any, registry: Any = None, source: str = "<space>") -> SearchSpace:
+    if not isinstance(data, dict):
+        raise SpaceError(f"{source}: a search space is a YAML mapping, got {type(data).__name__}")
+    try:
+        return SearchSpace.model_validate(data, context={"registry": registry})
+    except ValidationError as err:
+        raise SpaceError(format_validation_error(err)) from None
+
+
+def load_space(path: str | Path, registry: Any = None) -> SearchSpace:
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"search space file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpaceError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    return parse_space(data, registry, str(path))
+
+
+_ALL_FIELDS = sorted({f for model in (SearchSpace, TrainingSettings, BaseModelSpec, IntermediateGroup, RetrievalConfig,
+                                      SearchSettings, Resources, LogRange, Choices) for f in model.model_fields})

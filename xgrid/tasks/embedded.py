@@ -1,0 +1,32 @@
+"""Registry entries of the embedded micro-benchmark (offline default). One entry per task; see
+`xgrid.data.microbench` for how the data are generated and which effect is planted."""
+
+from xgrid.tasks.sources import EmbeddedSource
+from xgrid.tasks.spec import TaskSpec
+
+MB_LANGUAGES = ("en", "xa", "xb", "xc")
+
+ENTRIES: tuple[TaskSpec, ...] = (
+    # Intermediate tasks: English only.
+    TaskSpec("mb_chunk", "tagging", "syntactic", ("en",), EmbeddedSource("mb_chunk"), "f1",
+             "micro-benchmark chunking (CoNLL-2000 schema)", options={"tags": "chunk_tags"}),
+    TaskSpec("mb_deprel", "tagging", "syntactic", ("en",), EmbeddedSource("mb_deprel"), "f1",
+             "micro-benchmark dependency-relation tagging (UD deprel)", options={"tags": "deprel_tags"}),
+    TaskSpec("mb_para", "classification", "semantic", ("en",), EmbeddedSource("mb_para"), "accuracy",
+             "micro-benchmark paraphrase identification (PAWS schema)",
+             options={"text_a": "sentence1", "text_b": "sentence2"}),
+    TaskSpec("mb_qa", "span_qa", "semantic", ("en",), EmbeddedSource("mb_qa"), "f1",
+             "micro-benchmark extractive QA (SQuAD schema)"),
+    TaskSpec("mb_choice", "multiple_choice", "semantic", ("en",), EmbeddedSource("mb_choice"), "accuracy",
+             "micro-benchmark sentence completion (HellaSwag schema)",
+             options={"context": ["ctx"], "choices": "endings"}),
+    # Targets: English training data, every language evaluated.
+    TaskSpec("mb_xnli", "classification", "semantic", MB_LANGUAGES, EmbeddedSource("mb_xnli"), "accuracy",
+             "micro-benchmark NLI (XNLI schema)", group="classification"),
+    TaskSpec("mb_udpos", "tagging", "syntactic", MB_LANGUAGES, EmbeddedSource("mb_udpos"), "f1",
+             "micro-benchmark POS tagging (XTREME udpos schema)", group="tagging"),
+    TaskSpec("mb_xquad", "span_qa", "semantic", MB_LANGUAGES, EmbeddedSource("mb_xquad"), "f1",
+             "micro-benchmark extractive QA (XQuAD schema)", group="qa"),
+    TaskSpec("mb_tatoeba", "retrieval", "other", MB_LANGUAGES[1:], EmbeddedSource("mb_tatoeba"), "accuracy",
+             "micro-benchmark parallel sentence retrieval (Tatoeba schema)", group="retrieval"),
+)

@@ -1,0 +1,83 @@
+"""What a task *is*: one declarative entry of the registry.
+
+A TaskSpec says which format featurizes, heads, decodes and scores it, which kind of intermediate task it is,
+which languages it covers and where its data comes from. Nothing here trains or loads: the registry stays data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Mapping, Protocol, runtime_checkable
+
+import datasets
+
+Kind = Literal["syntactic", "semantic", "ner", "other"]
+# XTREME-R's four groups; intermediates carry None.
+TargetGroup = Literal["classification", "tagging", "qa", "retrieval"]
+KINDS: tuple[str, ...] = ("syntactic", "semantic", "ner", "other")
+# Canonical split roles: English training data, model-selection data, final evaluation data.
+SplitRole = Literal["train", "dev", "test"]
+
+
+class MissingSplitError(ValueError):
+    """A task has no data for this (language, split role): e.g. XNLI has no train split, XQuAD no dev split."""
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """Everything a data source may need beyond (language, split); built from the validated search space."""
+
+    microbench_seed: int = 0
+    max_examples: int | None = None  # cap per split, for smoke runs of real data
+    local_paths: Mapping[str, str] = field(default_factory=dict)  # task name -> local path (CCGbank, Mewsli-X)
+    cache_dir: str | None = None
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """Where a task's examples come from. Returns rows in the schema of the task's hub dataset."""
+
+    def load(self, task: "TaskSpec", language: str, role: SplitRole, ctx: LoadContext) -> datasets.Dataset: ...
+
+    def describe(self) -> str: ...
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    format: str  # key into xgrid.formats.FORMATS
+    kind: Kind
+    languages: tuple[str, ...]  # every language the task can be evaluated on; English first
+    source: DataSource
+    metric: str  # primary metric key, e.g. "accuracy", "f1", "map@20"
+    description: str = ""
+    group: TargetGroup | None = None  # set for targets: the XTREME-R group it is averaged in
+    # Format options: column names, label names, QA version ... Each format documents what it reads.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # Targets whose English training data is another task's (XNLI trains on MNLI): that task's name.
+    train_task: str | None = None
+    # Intermediate tasks that are this target's own English training data (using them is not transfer).
+    same_data_as: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", _frozen(self.options))
+        if not self.languages:
+            raise ValueError(f"task {self.name!r}: languages must not be empty")
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+
+    @property
+    def is_target(self) -> bool:
+        return self.group is not None
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+    def variant(self, language: str) -> str:
+        """Language variants fan out as `<task>.<lang>` (lm-eval style): `xnli.de`."""
+        return f"{self.name}.{language}"

@@ -1,0 +1,34 @@
+"""Load and featurize the splits a phase needs, through the task's source and format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+
+from xgrid.formats import get_format
+from xgrid.tasks.sources import cap
+from xgrid.tasks.spec import LoadContext, MissingSplitError, SplitRole, TaskSpec
+
+
+@dataclass
+class Split:
+    examples: datasets.Dataset
+    features: datasets.Dataset
+
+
+def load_split(task: TaskSpec, language: str, role: SplitRole, load: LoadContext,
+               max_examples: int | None = None) -> datasets.Dataset | None:
+    """The rows of one split, or None when the task has no such split for that language."""
+    try:
+        examples = task.source.load(task, language, role, load)
+    except MissingSplitError:
+        return None
+    return cap(examples, max_examples)
+
+
+def featurize(task: TaskSpec, examples: datasets.Dataset, tokenizer: Any, max_length: int,
+              training: bool) -> Split:
+    fmt = get_format(task.format)
+    return Split(examples, fmt.featurize(examples, tokenizer, task, max_length, training))

@@ -1,0 +1,350 @@
+"""One phase of X-STILTs training as a plain function: fine-tune an encoder on a task (or a multi-task group),
+select the checkpoint by a declared policy, evaluate on every language, optionally save the encoder.
+
+Stage 1 (intermediate) and stage 2 (target) are both this function; they differ only in their request.
+Retrieval targets skip training and are scored from the encoder as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xgrid.formats import RetrievalSettings, get_format
+from xgrid.models.loading import load_encoder, load_tokenizer
+from xgrid.tasks.spec import LoadContext, TaskSpec
+from xgrid.training.context import LocalContext, TrainContext, unwrap
+from xgrid.training.data import Split, featurize, load_split
+
+POLICIES = ("english_dev", "target_dev")  # true zero-shot / oracle (Keung et al. 2020)
+
+
+@dataclass(frozen=True)
+class Hparams:
+    learning_rate: float
+    epochs: int = 3
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    precision: str = "fp32"
+
+    @classmethod
+    def from_settings(cls, settings: Any, learning_rate: float, precision: str = "fp32") -> "Hparams":
+        names = [f for f in cls.__dataclass_fields__ if f not in ("learning_rate", "precision")]
+        return cls(learning_rate=learning_rate, precision=precision, **{n: getattr(settings, n) for n in names})
+
+
+@dataclass(frozen=True)
+class PhaseRequest:
+    encoder_source: str  # a folder written by save_pretrained, or a hub id
+    train_tasks: tuple[TaskSpec, ...]  # one task, or several for multi-task training
+    hparams: Hparams
+    seed: int
+    # The target being evaluated (its English training data may be another task's: XNLI trains on MNLI).
+    # None for an intermediate phase, which is scored on its own tasks' English dev sets.
+    eval_task: TaskSpec | None = None
+    selection_policy: str = "english_dev"
+    eval_languages: tuple[str, ...] | None = None  # default: all of the eval task's languages
+    load: LoadContext = field(default_factory=LoadContext)
+    output_dir: str | None = None  # save the selected encoder here (stage 1)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+
+    def __post_init__(self) -> None:
+        if self.selection_policy not in POLICIES:
+            raise ValueError(f"selection_policy {self.selection_policy!r} is not one of {POLICIES}")
+        if not self.train_tasks and self.eval_task is None:
+            raise ValueError("a phase needs train_tasks or an eval_task")
+
+
+@dataclass
+class PhaseResult:
+    metric: str  # primary metric of the evaluated task(s)
+    history: list[dict[str, float]]  # per epoch: train loss and dev scores
+    final: dict[str, dict[str, dict[str, float]]]  # policy -> language -> metrics (test split; dev for intermediates)
+    selected_epoch: dict[str, int]  # policy -> epoch (0 = untrained, retrieval)
+    policy: str
+    seconds: float
+    output_dir: str | None = None
+
+    def scores(self, policy: str | None = None) -> dict[str, float]:
+        """The primary metric per language under a policy (the declared one by default)."""
+        return {lang: m[self.metric] for lang, m in self.final[policy or self.policy].items()}
+
+    def flat_metrics(self) -> dict[str, float]:
+        """Final metrics as flat names: `<metric>.<lang>`, `<metric>.avg` (all languages), `<metric>.avg_xling`
+        (without English); the other policy's copies are prefixed with its name."""
+        flat: dict[str, float] = {}
+        for policy, by_language in self.final.items():
+            prefix = "" if policy == self.policy else f"{policy}."
+            for language, metrics in by_language.items():
+                flat.update({f"{prefix}{name}.{language}": value for name, value in metrics.items()})
+            for name in next(iter(by_language.values()), {}):
+                values = {lang: m[name] for lang, m in by_language.items()}
+                flat[f"{prefix}{name}.avg"] = float(np.mean(list(values.values())))
+                others = [v for lang, v in values.items() if lang != "en"]
+                if others:
+                    flat[f"{prefix}{name}.avg_xling"] = float(np.mean(others))
+        return flat
+
+
+class PhaseModel(nn.Module):
+    """The encoder with one head per training task; `forward(task, batch)` routes through that task's format."""
+
+    def __init__(self, encoder: nn.Module, heads: dict[str, nn.Module], formats: dict[str, Any]):
+        super().__init__()
+        self.encoder = encoder
+        self.heads = nn.ModuleDict(heads)
+        self.formats = formats
+
+    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.formats[task].forward(self.encoder, self.heads[task], batch)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_phase(request: PhaseRequest, ctx: TrainContext | None = None) -> PhaseResult:
+    ctx = ctx or LocalContext()
+    started = time.perf_counter()
+    seed_everything(request.seed)
+    tokenizer = load_tokenizer(request.encoder_source)
+    encoder = load_encoder(request.encoder_source)
+    eval_task = request.eval_task
+    if eval_task is not None and not get_format(eval_task.format).trains:
+        return _score_retrieval(request, encoder, tokenizer, ctx, started)
+    return _Trainer(request, encoder, tokenizer, ctx).run(started)
+
+
+def _score_retrieval(request, encoder, tokenizer, ctx, started) -> PhaseResult:
+    task = request.eval_task
+    fmt = get_format(task.format)
+    encoder = encoder.to(ctx.device)
+    settings = RetrievalSettings(request.retrieval.layer, request.retrieval.pooling, request.hparams.batch_size,
+                                 request.hparams.max_length)
+    by_language = {}
+    for language in request.eval_languages or task.languages:
+        examples = load_split(task, language, "test", request.load, request.hparams.max_eval_examples)
+        if examples is not None:
+            by_language[language] = fmt.evaluate_encoder(encoder, tokenizer, examples, task, language, settings,
+                                                         ctx.device)
+    # No training, so nothing to select: both policies see the same encoder.
+    final = {policy: by_language for policy in POLICIES}
+    result = PhaseResult(task.metric, [], final, {p: 0 for p in POLICIES}, request.selection_policy,
+                         time.perf_counter() - started)
+    ctx.report({"epoch": 0, **result.flat_metrics()})
+    return result
+
+
+class _Trainer:
+    def __init__(self, request: PhaseRequest, encoder: nn.Module, tokenizer: Any, ctx: TrainContext):
+        self.req, self.tokenizer, self.ctx = request, tokenizer, ctx
+        hp = request.hparams
+        self.train: dict[str, Split] = {}
+        for task in request.train_tasks:
+            examples = load_split(task, "en", "train", request.load, hp.max_train_examples)
+            if examples is None:
+                raise ValueError(f"task {task.name!r} has no English training data")
+            self.train[task.name] = featurize(task, examples, tokenizer, hp.max_length, training=True)
+        formats = {t.name: get_format(t.format) for t in request.train_tasks}
+        hidden = encoder.config.hidden_size if hasattr(encoder.config, "hidden_size") else encoder.config.d_model
+        # Seeded before the heads exist, so a fresh head is the same for the same seed.
+        torch.manual_seed(request.seed)
+        heads = {t.name: formats[t.name].build_head(hidden, formats[t.name].num_outputs(t, self.train[t.name].examples))
+                 for t in request.train_tasks}
+        self.model = ctx.wrap(PhaseModel(encoder, heads, formats))
+        self.eval_sets = self._eval_sets()
+
+    # --- what is evaluated -------------------------------------------------------------------------------
+    def _eval_sets(self) -> dict[tuple[str, str], tuple[TaskSpec, str, Split]]:
+        """(task name, language) -> (task, head to use, dev split). A target is scored through the head of
+        the task it trains on; an intermediate phase scores each of its tasks on English dev."""
+        req, hp = self.req, self.req.hparams
+        pairs = ([(req.eval_task, req.train_tasks[0].name, lang) for lang in (req.eval_languages or req.eval_task.languages)]
+                 if req.eval_task else [(t, t.name, "en") for t in req.train_tasks])
+        sets = {}
+        for task, head, language in pairs:
+            examples = load_split(task, language, "dev", req.load, hp.max_eval_examples)
+            if examples is not None:
+                sets[(task.name, language)] = (task, head, featurize(task, examples, self.tokenizer, hp.max_length, False))
+        if not any(lang == "en" for _, lang in sets):
+            raise ValueError("no English dev split to select a checkpoint on: "
+                             f"{[t.name for t in ([req.eval_task] if req.eval_task else req.train_tasks)]}")
+        return sets
+
+    @property
+    def metric(self) -> str:
+        tasks = [self.req.eval_task] if self.req.eval_task else self.req.train_tasks
+        # A multi-task intermediate phase reports `<task>.<metric>` names; its first task's is the headline.
+        return tasks[0].metric if len(tasks) == 1 else f"{tasks[0].name}.{tasks[0].metric}"
+
+    # --- training --------------------------------------------------------------------------------------
+    def run(self, started: float) -> PhaseResult:
+        req, hp, ctx = self.req, self.req.hparams, self.ctx
+        loaders = {name: ctx.loader(split.features, hp.batch_size, True, self._collate(name), req.seed)
+                   for name, split in self.train.items()}
+        steps_per_epoch = sum(len(loader) for loader in loaders.values())
+        total_steps = math.ceil(steps_per_epoch / hp.grad_accum) * hp.epochs
+        optimizer, scheduler = _optimizer(self.model, hp, total_steps)
+        schedule_rng = random.Random(req.seed)
+        history: list[dict[str, float]] = []
+        dev_by_epoch: dict[int, dict] = {}
+        best: dict[str, tuple[float, int, dict[str, torch.Tensor]]] = {}
+        for epoch in range(1, hp.epochs + 1):
+            loss = self._train_epoch(loaders, optimizer, scheduler, schedule_rng, epoch)
+            dev = dev_by_epoch[epoch] = self._evaluate_dev()
+            record = {"epoch": epoch, "train_loss": loss, **self._dev_record(dev)}
+            for policy, score in self._selection_scores(dev).items():
+                record[f"select.{policy}"] = score
+                if policy not in best or score > best[policy][0]:
+                    best[policy] = (score, epoch, ctx.full_state_dict(self.model))
+            history.append(record)
+            if epoch < hp.epochs:
+                ctx.report(record)
+        final, selected = self._final(best, dev_by_epoch)
+        result = PhaseResult(self.metric, history, final, selected, req.selection_policy,
+                             time.perf_counter() - started)
+        if req.output_dir:
+            result.output_dir = self._save(best["english_dev"][2])
+        ctx.report(history[-1] | result.flat_metrics() | {"seconds": result.seconds})
+        return result
+
+    def _collate(self, task_name: str):
+        fmt = self.model_formats[task_name]
+        pad_id = self.tokenizer.pad_token_id
+        return lambda rows: fmt.collate(rows, pad_id)
+
+    @property
+    def model_formats(self) -> dict[str, Any]:
+        return unwrap(self.model).formats
+
+    def _train_epoch(self, loaders, optimizer, scheduler, schedule_rng, epoch) -> float:
+        hp = self.req.hparams
+        self.model.train()
+        for loader in loaders.values():
+            self.ctx.set_epoch(loader, epoch)
+        # Multi-task: batches of all tasks interleaved in proportion to their sizes (examples-proportional
+        # mixing); every rank draws the same order from the same seed, so DDP steps stay in lock-step.
+        order = [name for name, loader in loaders.items() for _ in range(len(loader))]
+        schedule_rng.shuffle(order)
+        iterators = {name: iter(loader) for name, loader in loaders.items()}
+        total, count = 0.0, 0
+        for step, name in enumerate(order, start=1):
+            batch = {k: v.to(self.ctx.device) for k, v in next(iterators[name]).items()}
+            with _autocast(hp.precision, self.ctx.device):
+                loss = self.model_formats[name].loss(self.model(name, batch), batch)
+            (loss / hp.grad_accum).backward()
+            total, count = total + float(loss.detach()), count + 1
+            if step % hp.grad_accum == 0 or step == len(order):
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), hp.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+        return total / max(count, 1)
+
+    # --- evaluation ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _score(self, task: TaskSpec, head: str, split: Split, language: str) -> dict[str, float]:
+        # Every rank scores the whole split (FSDP's forward needs all ranks); only rank 0's report is kept.
+        model = unwrap(self.model)
+        model.eval()
+        fmt = self.model_formats[head]
+        collate = self._collate(head)
+        outputs = []
+        for start in range(0, len(split.features), self.req.hparams.batch_size * 2):
+            rows = split.features.select(range(start, min(start + self.req.hparams.batch_size * 2, len(split.features))))
+            batch = {k: v.to(self.ctx.device) for k, v in collate(list(rows)).items()}
+            with _autocast(self.req.hparams.precision, self.ctx.device):
+                outputs.append(model(head, batch).float().cpu().numpy())
+        return get_format(task.format).score(outputs, split.features, split.examples, task, language) if outputs else {}
+
+    def _evaluate_dev(self) -> dict[tuple[str, str], dict[str, float]]:
+        return {key: self._score(task, head, split, key[1]) for key, (task, head, split) in self.eval_sets.items()}
+
+    def _dev_record(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
+        """Flat names for reports: `dev.<metric>.<lang>` for a target, `dev.<task>.<metric>` for intermediates."""
+        if self.req.eval_task is not None:
+            return {f"dev.{self.metric}.{lang}": m[self.metric] for (_, lang), m in dev.items()}
+        return {f"dev.{name}.{self.eval_sets[(name, lang)][0].metric}": m[self.eval_sets[(name, lang)][0].metric]
+                for (name, lang), m in dev.items()}
+
+    def _selection_scores(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
+        primary = {key: m[self.eval_sets[key][0].metric] for key, m in dev.items()}
+        scores = {"english_dev": float(np.mean([v for (_, lang), v in primary.items() if lang == "en"]))}
+        if self.req.eval_task is not None and len(primary) > 1:
+            scores["target_dev"] = float(np.mean(list(primary.values())))
+        return scores
+
+    def _final(self, best, dev_by_epoch) -> tuple[dict, dict[str, int]]:
+        """Reload each policy's selected weights and score the test split of every language, once per distinct
+        epoch. An intermediate phase has no test split: its final numbers are the selected epoch's dev scores."""
+        final, selected, cache = {}, {}, {}
+        for policy, (_, epoch, state) in best.items():
+            selected[policy] = epoch
+            if epoch not in cache:
+                if self.req.eval_task is None:
+                    cache[epoch] = {"en": self._intermediate_scores(dev_by_epoch[epoch])}
+                else:
+                    self.ctx.load_full_state_dict(self.model, state)
+                    cache[epoch] = self._score_test()
+            final[policy] = cache[epoch]
+        return final, selected
+
+    def _intermediate_scores(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
+        if len(dev) == 1:
+            return dict(next(iter(dev.values())))
+        return {f"{name}.{k}": v for (name, _), metrics in dev.items() for k, v in metrics.items()}
+
+    def _score_test(self) -> dict[str, dict[str, float]]:
+        req, hp = self.req, self.req.hparams
+        out = {}
+        for language in req.eval_languages or req.eval_task.languages:
+            examples = load_split(req.eval_task, language, "test", req.load, hp.max_eval_examples)
+            if examples is not None:
+                split = featurize(req.eval_task, examples, self.tokenizer, hp.max_length, False)
+                out[language] = self._score(req.eval_task, req.train_tasks[0].name, split, language)
+        return out
+
+    def _save(self, state: dict[str, torch.Tensor]) -> str | None:
+        out = Path(self.req.output_dir)
+        if self.ctx.rank == 0:
+            encoder = unwrap(self.model).encoder
+            encoder_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+            out.mkdir(parents=True, exist_ok=True)
+            encoder.save_pretrained(out, state_dict=encoder_state, safe_serialization=True)
+            self.tokenizer.save_pretrained(out)
+        return str(out)
+
+
+def _optimizer(model: nn.Module, hp: Hparams, total_steps: int):
+    from transformers import get_linear_schedule_with_warmup
+
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        # Biases and LayerNorm weights are not decayed (BERT's recipe, followed by jiant and XTREME).
+        (no_decay if param.ndim < 2 else decay).append(param)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=hp.learning_rate, eps=1e-8)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total_steps), max(total_steps, 1))
+    return optimizer, scheduler
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, enabled=False)
