@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from xgrid.config import SearchSpace, SpaceError, load_space
+from pydantic import ValidationError
+
+from xgrid.config import SearchSpace, SpaceError, format_validation_error, load_space
 from xgrid.tasks import TaskRegistry
 
 console = Console()
@@ -30,6 +32,8 @@ def user_errors():
         yield
     except SpaceError as err:
         raise fail(str(err)) from None
+    except ValidationError as err:  # a CLI override that breaks the space's resource rules
+        raise fail(format_validation_error(err)) from None
 
 
 def read_space(path: Path | None, registry: TaskRegistry) -> SearchSpace:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from xgrid.cli.common import console, read_space
+from xgrid.cli.common import console, fail, read_space, user_errors
 from xgrid.cost import estimate
 from xgrid.plan import Plan, build_plan
 from xgrid.tasks import TaskRegistry, default_registry
@@ -17,14 +17,76 @@ from xgrid.tasks import TaskRegistry, default_registry
 def search(
     space: Annotated[Optional[Path], typer.Argument(help="search-space YAML (default: the embedded micro-benchmark)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print the plan and its cost; run nothing")] = False,
+    address: Annotated[Optional[str], typer.Option(help="join a running Ray cluster (ray://head:10001, auto); "
+                                                         "default: start local Ray", envvar="RAY_ADDRESS")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (http://mlflow:5000); default: "
+                                                              "sqlite:///<output-dir>/mlflow.db", envvar="MLFLOW_TRACKING_URI")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name (default: the space's name)")] = None,
+    output_dir: Annotated[Path, typer.Option(help="where search folders are written", envvar="XGRID_OUTPUT_DIR")] = Path("xgrid_runs"),
+    store_root: Annotated[Optional[str], typer.Option(help="stage-1 checkpoint store: a folder every node sees, or "
+                                                            "s3://... (default: <output-dir>/store)", envvar="XGRID_STORE_ROOT")] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(help="trials running at once (overrides the space)")] = None,
+    workers_per_trial: Annotated[Optional[int], typer.Option(help="Ray Train workers per trial (DDP/FSDP)")] = None,
+    cpus_per_worker: Annotated[Optional[float], typer.Option(help="CPUs per worker")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help="GPUs per worker")] = None,
+    trial_backend: Annotated[Optional[str], typer.Option(help="auto | ray_train | inline (see README: trial overhead)")] = None,
 ) -> None:
     """Run a transfer grid: stage 1 trains each intermediate checkpoint once, stage 2 searches each target."""
+    from xgrid.search.options import SearchOptions, effective_space
+
     registry = default_registry()
     config = read_space(space, registry)
+    options = SearchOptions(output_root=output_dir, store_root=store_root, address=address,
+                            tracking_uri=tracking_uri, experiment=experiment,
+                            overrides={"max_concurrent_trials": max_concurrent, "workers_per_trial": workers_per_trial,
+                                       "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
+                                       "trial_backend": trial_backend})
+    with user_errors():
+        config = effective_space(config, options)
     plan = build_plan(config, registry)
     print_plan(plan, registry)
     if dry_run:
         return
+    run_and_report(config, registry, options)
+
+
+def run_and_report(config, registry: TaskRegistry, options) -> None:
+    from xgrid.search.progress import Progress
+    from xgrid.search.runner import run_search
+    from xgrid.search.stage1 import Stage1Error
+    from xgrid.search.stage2 import selection_metric
+
+    def ready(search_dir, dashboard):
+        console.print(f"search folder: {search_dir}")
+        console.print(f"Ray dashboard: {dashboard or 'see your cluster'}")
+
+    try:
+        outcome = run_search(config, registry, options, Progress(console, selection_metric(config)), on_ready=ready)
+    except Stage1Error as err:
+        raise fail(str(err), code=1) from None
+    print_results(outcome, registry)
+
+
+def print_results(outcome, registry: TaskRegistry) -> None:
+    for target in outcome.plan.space.targets:
+        rows = [r for r in outcome.best if r["target"] == target]
+        metric = registry.get(target).metric
+        table = Table(title=f"{target}: best trial per cell ({metric}, zero-shot)")
+        languages = [l for l in registry.get(target).languages if any(f"{metric}.{l}" in r for r in rows)]
+        for column in ("intermediate", "kind", "seed", "best lr", "en dev", "avg", "avg w/o en", *languages,
+                       "trials (stopped/failed)"):
+            table.add_column(column)
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"
+        for r in sorted(rows, key=lambda r: (r["intermediate"], r["seed"])):
+            lr = r.get("learning_rate")
+            table.add_row(r["intermediate"], r["intermediate_kind"], r["seed"], "-" if not lr else f"{lr:.2g}",
+                          fmt(r.get("english_dev")), fmt(r.get("avg")), fmt(r.get("avg_xling")),
+                          *[fmt(r.get(f"{metric}.{l}")) for l in languages],
+                          f"{r['trials']} ({r['stopped']}/{r['failed']})")
+        console.print(table)
+    console.print(f"stage 1: {outcome.stage1_trained} checkpoints trained, {outcome.stage1_reused} reused")
+    console.print(f"done in {outcome.seconds:.0f} s. Results: {outcome.search_dir}/results.csv (best per cell), "
+                  f"results.json (every trial); Optuna studies: optuna-dashboard sqlite:///{outcome.search_dir}/optuna.db")
 
 
 def print_plan(plan: Plan, registry: TaskRegistry) -> None:

@@ -221,7 +221,10 @@ class _Trainer:
                              time.perf_counter() - started)
         if req.output_dir:
             result.output_dir = self._save(best["english_dev"][2])
-        ctx.report(history[-1] | result.flat_metrics() | {"seconds": result.seconds})
+        # The last report carries everything: the selected scores (how a search ranks trials of a cell) and the
+        # zero-shot results of every language under both policies.
+        selected_scores = {f"best.{policy}": score for policy, (score, _, _) in best.items()}
+        ctx.report(history[-1] | selected_scores | result.flat_metrics() | {"seconds": result.seconds})
         return result
 
     def _collate(self, task_name: str):

@@ -1,0 +1,47 @@
+"""What a search leaves behind: every trial (results.json) and the best trial of every cell (results.csv)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from xgrid.config import SearchSpace
+from xgrid.search.events import TrialRecord
+from xgrid.tasks import TaskRegistry
+
+
+def best_per_cell(records: list[TrialRecord], space: SearchSpace, registry: TaskRegistry) -> list[dict[str, Any]]:
+    """The completed trial with the best selected score of each cell (by the declared policy)."""
+    key = f"best.{space.selection_policy}"
+    by_cell: dict[str, list[TrialRecord]] = {}
+    for record in records:
+        by_cell.setdefault(record.cell.id, []).append(record)
+    rows = []
+    for cell_id, trials in by_cell.items():
+        cell = trials[0].cell
+        metric = registry.get(cell.target).metric
+        done = [t for t in trials if t.status == "completed" and f"{metric}.avg" in t.metrics]
+        row: dict[str, Any] = cell.tags() | {"trials": len(trials),
+                                             "stopped": sum(t.status == "stopped" for t in trials),
+                                             "failed": sum(t.status == "failed" for t in trials), "metric": metric}
+        if done:
+            best = max(done, key=lambda t: t.metrics.get(key, float("-inf")))
+            row |= {"trial_id": best.trial_id, "learning_rate": best.learning_rate,
+                    "english_dev": best.metrics.get("best.english_dev"),
+                    "avg": best.metrics.get(f"{metric}.avg"), "avg_xling": best.metrics.get(f"{metric}.avg_xling")}
+            row |= {k: v for k, v in best.metrics.items() if k.startswith(f"{metric}.") and k.count(".") == 1}
+        rows.append(row)
+    return rows
+
+
+def write_results(search_dir: Path, records: dict[str, list[TrialRecord]], best: list[dict[str, Any]]) -> None:
+    trials = [{"trial_id": r.trial_id, "cell": r.cell.tags(), "learning_rate": r.learning_rate,
+               "status": r.status, "error": r.error, "metrics": r.metrics} for rs in records.values() for r in rs]
+    (search_dir / "results.json").write_text(json.dumps({"trials": trials, "best": best}, indent=1, default=str))
+    columns = list(dict.fromkeys(k for row in best for k in row))
+    with open(search_dir / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(best)

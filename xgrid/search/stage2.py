@@ -1,0 +1,160 @@
+"""Stage 2: for each target, one Ray Tune Tuner whose Optuna searcher picks learning rates within each cell.
+
+Every cell (intermediate x seed x base model) gets exactly `trials_per_cell` trials: they are enqueued with
+their cell fixed and the learning rate left to the sampler (Optuna samples what an enqueued trial omits).
+With a list of learning rates no longer than `trials_per_cell`, each value is enqueued for each cell, so
+the grid inside a cell is complete. Early stopping compares trials of the same cell only (`schedulers`).
+The study of each target lives in the search folder's `optuna.db`, named `<space>.<target>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from xgrid.config import Choices, LogRange, SearchSpace
+from xgrid.plan import Cell, Plan
+from xgrid.recipes import stage2_request
+from xgrid.search.events import SearchListener, TrialRecord, TuneEvents
+from xgrid.search.options import uses_ray_train
+from xgrid.search.schedulers import PerCellScheduler, make_scheduler
+from xgrid.search.workers import run_inline, torch_trainer
+from xgrid.tasks import TaskRegistry
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Shared by every trial of a target; travels once through the object store (tune.with_parameters)."""
+
+    space: SearchSpace
+    registry: TaskRegistry
+    cells: dict[str, Cell]
+    encoders: dict[str, str]  # stage-1 key -> encoder folder
+    storage_path: str
+
+
+def selection_metric(space: SearchSpace) -> str:
+    return f"select.{space.selection_policy}"
+
+
+def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """One Tune trial: fine-tune the cell's stage-1 encoder on the target with this learning rate."""
+    cell = setup.cells[config["cell"]]
+    request = stage2_request(cell, float(config["learning_rate"]), setup.space, setup.registry,
+                             setup.encoders[cell.stage1_key])
+    resources = setup.space.resources
+    if not uses_ray_train(resources):
+        run_inline(request, resources, reporter=tune.report)
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_id = tune.get_context().get_trial_id()
+    result = torch_trainer({"request": request}, resources, f"stage2-{trial_id}", setup.storage_path,
+                           callbacks=[TuneReportCallback()]).fit()
+    if result.error:
+        raise result.error
+
+
+def optuna_space(space: SearchSpace, cell_ids: list[str]):
+    import optuna.distributions as d
+
+    lr = space.target_training.learning_rate
+    if isinstance(lr, LogRange):
+        lr_dist = d.FloatDistribution(lr.low, lr.high, log=lr.log)
+    elif isinstance(lr, Choices):
+        lr_dist = d.CategoricalDistribution(sorted(lr.values))
+    else:
+        lr_dist = d.CategoricalDistribution([lr])
+    return {"cell": d.CategoricalDistribution(cell_ids), "learning_rate": lr_dist}
+
+
+def enqueued_points(space: SearchSpace, cell_ids: list[str]) -> list[dict[str, Any]]:
+    lr, n = space.target_training.learning_rate, space.search.trials_per_cell
+    if isinstance(lr, float):
+        return [{"cell": c, "learning_rate": lr} for c in cell_ids]
+    if isinstance(lr, Choices) and len(lr.values) <= n:
+        values = sorted(lr.values)
+        return [{"cell": c, "learning_rate": values[i % len(values)]} for c in cell_ids for i in range(n)]
+    return [{"cell": c} for c in cell_ids for _ in range(n)]
+
+
+def optuna_storage(search_dir: Path):
+    import optuna
+
+    return optuna.storages.RDBStorage(f"sqlite:///{(search_dir / 'optuna.db').absolute()}")
+
+
+def run_target(target: str, plan: Plan, registry: TaskRegistry, encoders: dict[str, str], search_dir: Path,
+               storage_path: str, listener: SearchListener) -> list[TrialRecord]:
+    space = plan.space
+    cells = plan.cells_for(target)
+    if registry.get(target).format == "retrieval":
+        records = _score_retrieval(cells, space, registry, encoders, listener)
+    else:
+        records = _tune(target, cells, space, registry, encoders, search_dir, storage_path, listener)
+    listener.target_finished(target, records)
+    return records
+
+
+def _tune(target, cells, space, registry, encoders, search_dir, storage_path, listener) -> list[TrialRecord]:
+    from ray.tune.search.optuna import OptunaSearch
+
+    cell_ids = [c.id for c in cells]
+    points = enqueued_points(space, cell_ids)
+    searcher = OptunaSearch(space=optuna_space(space, cell_ids), metric=selection_metric(space), mode="max",
+                            points_to_evaluate=points, storage=optuna_storage(search_dir),
+                            study_name=f"{space.name}.{target}", seed=space.search.sampler_seed)
+    scheduler = make_scheduler(space.search.scheduler, selection_metric(space), space.target_training.epochs, space.search.grace_period,
+                               space.search.reduction_factor)
+    stopped = scheduler.stopped_early if isinstance(scheduler, PerCellScheduler) else set()
+    events = TuneEvents({c.id: c for c in cells}, listener, stopped)
+    setup = TrialSetup(space, registry, {c.id: c for c in cells}, encoders, storage_path)
+    resources = space.resources
+    inline = not uses_ray_train(resources)
+    # An inline trial computes in its own process, so it holds its CPUs; a ray_train trial only drives a
+    # TorchTrainer whose workers hold the resources, so the driver asks for a sliver.
+    trial_resources = {"CPU": resources.cpus_per_worker} if inline else {"CPU": 0.01}
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(stage2_trial, setup=setup), trial_resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=len(points),
+                                    max_concurrent_trials=resources.max_concurrent_trials,
+                                    reuse_actors=inline),
+        run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tuner.fit()
+    return list(events.records.values())
+
+
+@ray.remote
+def _retrieval_eval(cell: Cell, space: SearchSpace, registry: TaskRegistry, encoder: str) -> dict[str, Any]:
+    from xgrid.recipes import fixed_learning_rate
+
+    result = run_inline(stage2_request(cell, fixed_learning_rate(space), space, registry, encoder), space.resources)
+    return result.flat_metrics() | {"seconds": result.seconds, "epoch": 0}
+
+
+def _score_retrieval(cells, space, registry, encoders, listener) -> list[TrialRecord]:
+    """Retrieval targets train nothing: each cell's stage-1 encoder is scored once, as a Ray task."""
+    records, pending = [], {}
+    for cell in cells:
+        record = TrialRecord(f"retrieval-{cell.id}", cell, 0.0)
+        listener.trial_started(record)
+        ref = _retrieval_eval.options(num_cpus=space.resources.cpus_per_worker).remote(
+            cell, space, registry, encoders[cell.stage1_key])
+        pending[ref] = record
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        record = pending.pop(done[0])
+        try:
+            record.metrics = ray.get(done[0])
+            record.history = [record.metrics]
+        except Exception as err:
+            record.status, record.error = "failed", str(err).strip().splitlines()[-1]
+        listener.trial_finished(record)
+        records.append(record)
+    return records

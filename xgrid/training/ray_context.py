@@ -1,0 +1,78 @@
+"""The TrainContext of a Ray Train worker: DDP through `ray.train.torch.prepare_model`, or FSDP2
+(`torch.distributed.fsdp.fully_shard`, which also runs on CPU with gloo, so the path is tested here), and
+reports through `ray.train.report` (Tune sees them through TuneReportCallback)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from xgrid.training.context import unwrap
+
+
+class RayTrainContext:
+    def __init__(self, strategy: str = "ddp"):
+        import ray.train
+        import ray.train.torch
+
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.strategy = strategy
+
+    def wrap(self, model):
+        import ray.train.torch
+
+        if self.strategy == "fsdp":
+            return _fully_shard(model.to(self.device))
+        # Several heads: each step trains only one of them, so DDP must tolerate parameters without grads.
+        kwargs = {"find_unused_parameters": len(getattr(model, "heads", ())) > 1}
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kwargs)
+
+    def loader(self, dataset, batch_size, shuffle, collate, seed):
+        import ray.train.torch
+
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                            generator=torch.Generator().manual_seed(seed))
+        # Adds a DistributedSampler (each rank its own shard); batches are moved to the device by the loop.
+        return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=True, move_to_device=False)
+
+    def set_epoch(self, loader, epoch):
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+
+    def full_state_dict(self, model):
+        if self.strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            # Collective: every rank calls it; rank 0 receives the full tensors on CPU, the others nothing.
+            return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
+
+    def load_full_state_dict(self, model, state):
+        if self.strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True,
+                                                                         broadcast_from_rank0=True))
+        else:
+            unwrap(model).load_state_dict(state)
+
+    def report(self, metrics):
+        import ray.train
+
+        ray.train.report(metrics)
+
+
+def _fully_shard(model: torch.nn.Module) -> torch.nn.Module:
+    """FSDP2: shard every transformer block (HF names them *Layer / *Block), then the whole model, so only one
+    block's parameters are gathered at a time."""
+    from torch.distributed.fsdp import fully_shard
+
+    for module in list(model.encoder.modules()):
+        name = type(module).__name__
+        if (name.endswith("Layer") or name.endswith("Block")) and module is not model.encoder:
+            fully_shard(module)
+    fully_shard(model)
+    return model
