@@ -50,9 +50,9 @@ def _learning_rate_form(value: Any) -> str | None:
     """Pick the form from the value's shape, so an error speaks of the form the user meant, not all three."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return "fixed"
-    if isinstance(value, dict):
-        return "choices" if "values" in value else "range"
-    return None
+    if isinstance(value, (dict, Choices)):
+        return "choices" if isinstance(value, Choices) or "values" in value else "range"
+    return "range" if isinstance(value, LogRange) else None
 
 
 LearningRate = Annotated[
@@ -98,7 +98,17 @@ class IntermediateGroup(Strict):
     tasks: Annotated[list[str], Field(min_length=2)]
 
 
-Intermediate = Union[str, IntermediateGroup]
+def _intermediate_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "task"
+    return "group" if isinstance(value, (dict, IntermediateGroup)) else None
+
+
+Intermediate = Annotated[
+    Union[Annotated[str, Tag("task")], Annotated[IntermediateGroup, Tag("group")]],
+    Discriminator(_intermediate_form, custom_error_type="intermediate_form",
+                  custom_error_message="an intermediate is a task name, `none`, or {name, tasks: [...]}"),
+]
 
 
 class RetrievalConfig(Strict):

@@ -7,7 +7,7 @@ Tags of every child run (all strings):
   stage, search_id, cell_id, base_model, intermediate, intermediate_tasks (comma-separated, "none"),
   intermediate_kind (syntactic / semantic / ner / other / multi / none), target, target_format, target_group,
   seed, stage1_key, own_data ("true" when the intermediate is the target's own English data), selection_policy,
-  retrieval_layer, retrieval_pooling, trial_id, trial_status (completed / stopped / failed).
+  retrieval_layer, retrieval_pooling, trial_id, trial_status (completed / stopped / failed), target_metric.
   Stage-1 runs carry the intermediate tags and stage1_key but no target tags.
 Metrics:
   per epoch (step = epoch): train_loss, dev.<metric>.<lang> (targets), dev.<task>.<metric> (intermediates),
@@ -19,12 +19,22 @@ Params: learning_rate, epochs, batch_size, grad_accum, max_length, warmup_ratio,
   intermediate phase's as intermediate.<name>.
 """
 
+from pathlib import Path
+
+DEFAULT_DB = "mlflow.db"
+
 STAGE = "stage"
 SEARCH_STAGE, STAGE1, STAGE2, RETRIEVAL = "search", "stage1", "stage2", "retrieval"
 POLICY_TAG = "selection_policy"
 STATUS_TAG = "trial_status"
 PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG = "intermediate_kind"
+METRIC_TAG = "target_metric"  # the target's primary metric, so readers need not know the registry
+
+
+def default_tracking_uri(output_root: str | Path = "xgrid_runs") -> str:
+    """A local SQLite store under the output folder; absolute, because Ray changes working directories."""
+    return f"sqlite:///{(Path(output_root) / DEFAULT_DB).absolute()}"
 
 
 def final_metric_name(metric: str, language: str, policy: str, declared_policy: str) -> str:

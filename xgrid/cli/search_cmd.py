@@ -52,7 +52,7 @@ def search(
 
 def run_and_report(config, registry: TaskRegistry, options) -> None:
     from xgrid.search.progress import Progress
-    from xgrid.search.runner import run_search
+    from xgrid.search.runner import SearchSetupError, run_search
     from xgrid.search.stage1 import Stage1Error
     from xgrid.search.stage2 import selection_metric
 
@@ -62,6 +62,8 @@ def run_and_report(config, registry: TaskRegistry, options) -> None:
 
     try:
         outcome = run_search(config, registry, options, Progress(console, selection_metric(config)), on_ready=ready)
+    except SearchSetupError as err:
+        raise fail(str(err)) from None
     except Stage1Error as err:
         raise fail(str(err), code=1) from None
     print_results(outcome, registry)
@@ -85,6 +87,10 @@ def print_results(outcome, registry: TaskRegistry) -> None:
                           f"{r['trials']} ({r['stopped']}/{r['failed']})")
         console.print(table)
     console.print(f"stage 1: {outcome.stage1_trained} checkpoints trained, {outcome.stage1_reused} reused")
+    if outcome.extras.get("tracking_uri"):
+        uri = outcome.extras["tracking_uri"]
+        console.print(f"MLflow: experiment {outcome.plan.space.name!r} (id {outcome.extras['mlflow_experiment_id']}) "
+                      f"at {uri}; UI: mlflow ui --backend-store-uri {uri}; then xgrid compare {outcome.plan.space.name}")
     console.print(f"done in {outcome.seconds:.0f} s. Results: {outcome.search_dir}/results.csv (best per cell), "
                   f"results.json (every trial); Optuna studies: optuna-dashboard sqlite:///{outcome.search_dir}/optuna.db")
 

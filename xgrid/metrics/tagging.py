@@ -26,7 +26,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+from seqeval.metrics import accuracy_score
+from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 
 __all__ = ["seqeval_metrics"]
 
@@ -83,9 +84,12 @@ def seqeval_metrics(
     with warnings.catch_warnings():
         # seqeval warns once per non-BIO tag ("NOUN seems not to be NE tag."): expected for UD-POS.
         warnings.filterwarnings("ignore", message=r".* seems not to be NE tag\.")
+        # One span extraction for all three (f1_score, precision_score and recall_score each redo it).
+        precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="micro",
+                                                                    zero_division=0)
         return {
-            "f1": 100.0 * float(f1_score(y_true, y_pred, zero_division=0)),
-            "precision": 100.0 * float(precision_score(y_true, y_pred, zero_division=0)),
-            "recall": 100.0 * float(recall_score(y_true, y_pred, zero_division=0)),
+            "f1": 100.0 * float(f1),
+            "precision": 100.0 * float(precision),
+            "recall": 100.0 * float(recall),
             "accuracy": 100.0 * float(accuracy_score(y_true, y_pred)),
         }

@@ -18,6 +18,7 @@ class SearchOptions:
     experiment: str | None = None  # MLflow experiment; default: the space's name
     ray_init: dict[str, Any] = field(default_factory=dict)  # extra ray.init kwargs (tests pass num_cpus)
     show_progress: bool = True
+    tracking: bool = True  # MLflow; off only for benchmarks that measure the search machinery alone
     # CLI overrides of the space's resources block (None: keep the space's value).
     overrides: dict[str, Any] = field(default_factory=dict)
 

@@ -24,6 +24,10 @@ from xgrid.store import is_uri
 from xgrid.tasks import TaskRegistry
 
 
+class SearchSetupError(RuntimeError):
+    """The search cannot start as asked (a user-facing message, no traceback)."""
+
+
 @dataclass
 class SearchOutcome:
     search_dir: Path
@@ -60,6 +64,13 @@ def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
 
     if ray.is_initialized():
         return False, None
+    if options.address and options.address.startswith("ray://"):
+        # Ray Client runs Tuner.fit() in an actor on the head node: the driver-side listeners (progress, MLflow,
+        # results) would never hear a trial, and the Optuna storage path would be the client's.
+        raise SearchSetupError(
+            f"--address {options.address}: Ray Client (ray://) cannot drive a search from outside the cluster; "
+            "run the driver on the cluster instead: `ray job submit --address http://HEAD:8265 -- xgrid search ...` "
+            "or, on a cluster node, `xgrid search ... --address auto` (see docker/README.md)")
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if options.address:
         context = ray.init(address=options.address, **kwargs)
@@ -84,7 +95,13 @@ def run_search(space: SearchSpace, registry: TaskRegistry, options: SearchOption
     storage_path = (f"{options.store.rstrip('/')}/ray/{search_dir.name}" if is_uri(options.store)
                     else str(search_dir / "ray"))
     counter = _Stage1Count()
-    events = Listeners(counter, listener)
+    tracker = None
+    if options.tracking:
+        from xgrid.tracking import MlflowTracker, default_tracking_uri
+
+        tracker = MlflowTracker(options.tracking_uri or default_tracking_uri(options.output_root),
+                                options.experiment or space.name, space, registry)
+    events = Listeners(counter, tracker, listener)
     started, dashboard = start_ray(options)
     if on_ready is not None:
         on_ready(search_dir, dashboard)
@@ -100,10 +117,12 @@ def run_search(space: SearchSpace, registry: TaskRegistry, options: SearchOption
         status = "KILLED"
         raise
     finally:
-        events.search_finished(status)
         best = best_per_cell([r for rs in records.values() for r in rs], space, registry)
         write_results(search_dir, records, best)  # also on failure: never lose finished trials
+        events.search_finished(status)
         if started:
             ray.shutdown()
     return SearchOutcome(search_dir, plan, counter.trained, counter.reused, records, best,
-                         time.perf_counter() - started_at, dashboard)
+                         time.perf_counter() - started_at, dashboard,
+                         {"mlflow_experiment_id": tracker.experiment_id, "mlflow_parent_run_id": tracker.parent_id,
+                          "tracking_uri": tracker.tracking_uri} if tracker else {})

@@ -16,6 +16,14 @@ from xgrid.tasks.spec import LoadContext, MissingSplitError, SplitRole, TaskSpec
 class Split:
     examples: datasets.Dataset
     features: datasets.Dataset
+    _rows: list[dict[str, Any]] | None = None
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The features as Python dicts, converted once: batches then cost no Arrow row look-ups."""
+        if self._rows is None:
+            self._rows = self.features.to_list()
+        return self._rows
 
 
 def load_split(task: TaskSpec, language: str, role: SplitRole, load: LoadContext,

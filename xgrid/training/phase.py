@@ -142,7 +142,7 @@ def _score_retrieval(request, encoder, tokenizer, ctx, started) -> PhaseResult:
         examples = load_split(task, language, "test", request.load, request.hparams.max_eval_examples)
         if examples is not None:
             by_language[language] = fmt.evaluate_encoder(encoder, tokenizer, examples, task, language, settings,
-                                                         ctx.device)
+                                                         ctx.device, load=request.load)
     # No training, so nothing to select: both policies see the same encoder.
     final = {policy: by_language for policy in POLICIES}
     result = PhaseResult(task.metric, [], final, {p: 0 for p in POLICIES}, request.selection_policy,
@@ -196,7 +196,7 @@ class _Trainer:
     # --- training --------------------------------------------------------------------------------------
     def run(self, started: float) -> PhaseResult:
         req, hp, ctx = self.req, self.req.hparams, self.ctx
-        loaders = {name: ctx.loader(split.features, hp.batch_size, True, self._collate(name), req.seed)
+        loaders = {name: ctx.loader(split.rows, hp.batch_size, True, self._collate(name), req.seed)
                    for name, split in self.train.items()}
         steps_per_epoch = sum(len(loader) for loader in loaders.values())
         total_steps = math.ceil(steps_per_epoch / hp.grad_accum) * hp.epochs
@@ -268,10 +268,9 @@ class _Trainer:
         model.eval()
         fmt = self.model_formats[head]
         collate = self._collate(head)
-        outputs = []
-        for start in range(0, len(split.features), self.req.hparams.batch_size * 2):
-            rows = split.features.select(range(start, min(start + self.req.hparams.batch_size * 2, len(split.features))))
-            batch = {k: v.to(self.ctx.device) for k, v in collate(list(rows)).items()}
+        outputs, size = [], self.req.hparams.batch_size * 2  # no activations kept: larger batches fit
+        for start in range(0, len(split.rows), size):
+            batch = {k: v.to(self.ctx.device) for k, v in collate(split.rows[start: start + size]).items()}
             with _autocast(self.req.hparams.precision, self.ctx.device):
                 outputs.append(model(head, batch).float().cpu().numpy())
         return get_format(task.format).score(outputs, split.features, split.examples, task, language) if outputs else {}
