@@ -1,0 +1,90 @@
+"""`xgrid compare` through typer's CliRunner, against the planted MLflow store."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from xgrid import tracking_schema as schema
+from xgrid.cli import app
+from xgrid.cli import common
+from xgrid.tracking_schema import default_tracking_uri
+from tests.compare.test_runs import EXPERIMENT, TARGETS, _client, _new_run, grid_store  # noqa: F401
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setattr(common.console, "width", 220)
+
+
+def _run(*args):
+    return runner.invoke(app, ["compare", *args])
+
+
+def test_compare_prints_writes_and_logs(grid_store, tmp_path):  # noqa: F811
+    out = tmp_path / "cmp"
+    result = _run(EXPERIMENT, "--tracking-uri", grid_store.uri, "--out", str(out), "--n-boot", "400")
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    for expected in ("by target", "by target group", "flagged cells", "mean gain syntactic", "95% CI",
+                     "mb_udpos", "mb_xnli", "mb_tatoeba", "(all)", "still running", "logged them to MLflow run"):
+        assert expected in text, expected
+    assert (out / "gain_by_target.png").stat().st_size > 1024
+    for target in TARGETS:
+        assert (out / f"heatmap_{target}.png").is_file()
+    logged = {f.path for f in _client(grid_store.uri).list_artifacts(grid_store.parent_id, "compare")}
+    assert "compare/contrast_by_target.csv" in logged and "compare/gain_by_target.png" in logged
+
+
+def test_no_log_and_default_out(grid_store, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", grid_store.uri)
+    result = _run(EXPERIMENT, "--no-log", "--n-boot", "100")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "xgrid_runs" / "compare" / EXPERIMENT / "contrast_by_group.csv").is_file()
+    assert "logged them" not in result.stdout
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_unknown_experiment_exits_2_with_a_suggestion(grid_store):  # noqa: F811
+    _one_line_error(_run("xgrid-plnated", "--tracking-uri", grid_store.uri),
+                    "no MLflow experiment 'xgrid-plnated'", "did you mean 'xgrid-planted'")
+
+
+def test_missing_store_exits_2(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _one_line_error(_run(EXPERIMENT, "--output-dir", str(tmp_path / "nothing")), "no MLflow store")
+
+
+def test_no_stage2_runs_and_no_baseline_exit_2(grid_store):  # noqa: F811
+    client = _client(grid_store.uri)
+    empty = client.create_experiment("cli-empty", artifact_location=(grid_store.root / "a3").as_uri())
+    client.create_run(empty, tags={schema.STAGE: schema.SEARCH_STAGE})
+    _one_line_error(_run("cli-empty", "--tracking-uri", grid_store.uri), "no stage-2 or retrieval runs")
+
+    no_base = client.create_experiment("cli-nobase", artifact_location=(grid_store.root / "a4").as_uri())
+    for name, kind in (("mb_chunk", "syntactic"), ("mb_para", "semantic")):
+        _new_run(client, no_base, {schema.STAGE: schema.STAGE2, "cell_id": name, "base_model": "m",
+                                   "intermediate": name, schema.KIND_TAG: kind, "target": "mb_xnli",
+                                   "target_group": "classification", "target_format": "classification",
+                                   "seed": "0", "own_data": "false", schema.POLICY_TAG: "english_dev"},
+                 {"accuracy.en": 70.0, "accuracy.avg": 70.0, "best.english_dev": 70.0}, {"learning_rate": 1e-5})
+    _one_line_error(_run("cli-nobase", "--tracking-uri", grid_store.uri), "no baseline cells")
+
+
+def test_default_tracking_uri_matches_the_search(tmp_path):
+    from xgrid.tracking import default_tracking_uri as search_default
+
+    assert default_tracking_uri(tmp_path / "runs") == search_default(tmp_path / "runs")
+    assert default_tracking_uri() == search_default()
