@@ -1,0 +1,124 @@
+"""A real search end to end: local Ray with 2 CPUs, Ray Tune + Optuna, MLflow on SQLite. What a user would
+check: every cell has per-language results, shared stage-1 checkpoints are trained once, a second identical
+search trains none, the Optuna study opens, hopeless trials are stopped early, and MLflow holds a parent run
+with a child for every training, linked, tagged, finished."""
+
+from collections import Counter
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from xgrid.config import parse_space
+from xgrid.search.options import SearchOptions
+from xgrid.search.runner import run_search
+
+pytestmark = pytest.mark.integration
+
+SPACE = {
+    "name": "it-search",
+    "base_models": [{"name": "tiny"}],
+    "intermediates": ["none", "mb_chunk", "mb_deprel"],
+    "targets": ["mb_udpos", "mb_tatoeba"],
+    "seeds": [0],
+    "intermediate_training": {"learning_rate": 0.003, "epochs": 1, "max_length": 48, "max_train_examples": 400,
+                              "max_eval_examples": 60},
+    # 0.9 is hopeless: per cell, the good rate runs first (values are enqueued in order, one trial at a time),
+    # so ASHA stops the hopeless one at the first rung.
+    "target_training": {"learning_rate": {"values": [0.003, 0.9]}, "epochs": 3, "max_length": 48,
+                        "max_train_examples": 150, "max_eval_examples": 50},
+    "search": {"trials_per_cell": 2, "scheduler": "asha", "grace_period": 1},
+    "resources": {"max_concurrent_trials": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def searches(tmp_path_factory, registry):
+    root = tmp_path_factory.mktemp("runs")
+    space = parse_space(SPACE, registry)
+    options = SearchOptions(output_root=root, ray_init={"num_cpus": 2})
+    first = run_search(space, registry, options)
+    second = run_search(space, registry, options)
+    return first, second, options
+
+
+def test_every_cell_has_per_language_results(searches, registry):
+    first, _, _ = searches
+    assert len(first.best) == len(first.plan.cells) == 6
+    for row in first.best:
+        target = registry.get(row["target"])
+        for language in target.languages:
+            assert f"{target.metric}.{language}" in row, (row["cell_id"], language)
+        assert row["avg_xling"] is not None
+    udpos = [r for r in first.best if r["target"] == "mb_udpos"]
+    assert all(r["learning_rate"] == 0.003 for r in udpos)  # the hopeless rate never wins
+    assert all(r["avg"] > 10 for r in udpos)
+
+
+def test_stage1_checkpoints_are_trained_once_and_reused(searches):
+    first, second, _ = searches
+    assert len(first.plan.trained_jobs) == 2  # I = 2 although T = 2 targets use each
+    assert first.stage1_trained == 2 and first.stage1_reused == 0
+    assert second.stage1_trained == 0 and second.stage1_reused == 2
+
+
+def test_hopeless_trials_are_stopped_early(searches):
+    first, _, _ = searches
+    statuses = Counter(r.status for r in first.records["mb_udpos"])
+    assert statuses["stopped"] >= 1, statuses
+    assert statuses["failed"] == 0
+
+
+def test_optuna_study_opens_and_holds_every_trial(searches):
+    first, _, _ = searches
+    storage = f"sqlite:///{first.search_dir / 'optuna.db'}"
+    study = optuna.load_study(study_name="it-search.mb_udpos", storage=storage)
+    assert len(study.trials) == 6  # 3 cells x 2 trials; retrieval targets have no study
+    assert {t.params["learning_rate"] for t in study.trials} == {0.003, 0.9}
+    assert len(optuna.get_all_study_names(storage)) == 1
+
+
+def test_results_files_are_written(searches):
+    first, _, _ = searches
+    assert (first.search_dir / "results.csv").read_text().count("\n") == 7  # header + 6 cells
+    assert (first.search_dir / "results.json").is_file() and (first.search_dir / "space.yaml").is_file()
+
+
+def test_mlflow_parent_child_structure_tags_and_metrics(searches, registry):
+    first, second, options = searches
+    client = MlflowClient(first.extras["tracking_uri"])
+    experiment = client.get_experiment_by_name("it-search")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parents = [r for r in runs if r.data.tags.get("stage") == "search"]
+    assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
+    first_parent = first.extras["mlflow_parent_run_id"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first_parent]
+    by_stage = Counter(r.data.tags["stage"] for r in children)
+    assert by_stage == {"stage1": 2, "stage2": 6, "retrieval": 3}
+    second_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == second.extras["mlflow_parent_run_id"]]
+    assert Counter(r.data.tags["stage"] for r in second_children)["stage1"] == 0  # nothing trained the 2nd time
+    stopped = [r for r in children if r.data.tags.get("trial_status") == "stopped"]
+    assert stopped and {r.info.status for r in stopped} == {"KILLED"}
+    for run in children:
+        tags = run.data.tags
+        for key in ("intermediate", "intermediate_kind", "base_model", "seed", "stage1_key", "selection_policy",
+                    "retrieval_layer", "retrieval_pooling", "search_id"):
+            assert key in tags, (key, tags["stage"])
+        if tags["stage"] == "stage1":
+            assert tags["intermediate_kind"] == "syntactic"
+            continue
+        for key in ("target", "target_format", "target_group", "cell_id", "own_data", "target_metric"):
+            assert key in tags
+        if tags.get("trial_status") == "completed" or tags["stage"] == "retrieval":
+            target = registry.get(tags["target"])
+            for language in target.languages:
+                assert f"{target.metric}.{language}" in run.data.metrics
+            assert f"{target.metric}.avg" in run.data.metrics
+            assert f"{target.metric}.avg_xling" in run.data.metrics
+    trial = next(r for r in children if r.data.tags["stage"] == "stage2" and r.data.tags["trial_status"] == "completed")
+    assert float(trial.data.params["learning_rate"]) == 0.003
+    history = client.get_metric_history(trial.info.run_id, "select.english_dev")
+    assert [m.step for m in history] == [1, 2, 3]  # one point per epoch
+    artifacts = {a.path for a in client.list_artifacts(first_parent)}
+    assert {"space.yaml", "plan.json", "results.json", "results.csv"} <= artifacts

@@ -1,0 +1,26 @@
+"""The README's set-up and test commands are what CI runs (and what a new user types)."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_block(heading: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1]
+    return re.search(r"```bash\n(.*?)\n```", section, re.S).group(1).strip()
+
+
+def test_ci_runs_the_readme_setup_and_test_commands():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    setup, test = readme_block("Set-up"), readme_block("Test")
+    assert "\n" not in setup, "the README has exactly one set-up command"
+    assert "pip install torch==2.13.0" in setup
+    assert setup in ci and test in ci
+
+
+def test_default_space_is_shipped_in_the_package_and_in_search_spaces():
+    packaged = ROOT / "xgrid" / "spaces" / "microbench_default.yaml"
+    shown = ROOT / "search_spaces" / "microbench_default.yaml"
+    assert packaged.read_text() == shown.read_text()
