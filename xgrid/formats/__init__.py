@@ -3,7 +3,7 @@
 from xgrid.formats.base import Format
 from xgrid.formats.classification import Classification
 from xgrid.formats.multiple_choice import MultipleChoice
-from xgrid.formats.retrieval import ParallelSentenceRetrieval, RetrievalSettings
+from xgrid.formats.retrieval import BitextMining, ParallelSentenceRetrieval, RankingRetrieval, RetrievalSettings
 from xgrid.formats.span_qa import SpanQA
 from xgrid.formats.tagging import Tagging
 
@@ -20,4 +20,7 @@ def get_format(name: str):
         raise ValueError(f"unknown format {name!r}; known: {sorted(FORMATS)}") from None
 
 
-__all__ = ["FORMATS", "Format", "RetrievalSettings", "get_format"]
+# BUCC (BitextMining) and LAReQA / Mewsli-X (RankingRetrieval) are modes of the "retrieval" format, chosen by the
+# task option `mode`: the planner and the search key "scored, not trained" on the format name "retrieval".
+__all__ = ["BitextMining", "FORMATS", "Format", "ParallelSentenceRetrieval", "RankingRetrieval", "RetrievalSettings",
+           "get_format"]

@@ -1,8 +1,10 @@
 """Multiple choice (HellaSwag, CommonsenseQA, Cosmos QA, SIQA, COPA/XCOPA): score each (context, choice) pair.
 
 Options: `context` (list of columns joined by a space, default ["ctx"]), `choices` (one list column such as
-"endings", or a list of columns such as ["choice1", "choice2"]), `label` (default "label"), `label_offset`
-(subtracted from the label: SIQA's labels are 1-based), `question` (optional column appended to the context).
+"endings", a dotted path into a struct column such as "choices.text" (CommonsenseQA), or a list of columns such
+as ["choice1", "choice2"]), `label` (default "label"), `label_offset` (subtracted from the label: SIQA's labels
+are 1-based), `labels` (names, for string labels that are not numbers: CommonsenseQA's "A".."E"), `question`
+(optional column appended to the context).
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ class MultipleChoice(Format):
 
     def _choices(self, task, batch, i) -> list[str]:
         spec = task.option("choices", "endings")
-        return list(batch[spec][i]) if isinstance(spec, str) else [batch[c][i] for c in spec]
+        if not isinstance(spec, str):
+            return [batch[c][i] for c in spec]
+        column, *path = spec.split(".")
+        value = batch[column][i]
+        for key in path:  # "choices.text": the text list inside CommonsenseQA's choices struct
+            value = value[key]
+        return list(value)
 
     def featurize(self, examples, tokenizer, task, max_length, training):
         context_cols = task.option("context", ["ctx"])
         question_col = task.option("question")
         label_col, offset = task.option("label", "label"), task.option("label_offset", 0)
+        names = task.option("labels")
+        as_index = (lambda v: list(names).index(str(v))) if names else (lambda v: int(v) - offset)
 
         def convert(batch):
             out = {"input_ids": [], "attention_mask": [], "labels": []}
@@ -38,7 +48,7 @@ class MultipleChoice(Format):
                 enc = tokenizer([context] * len(choices), choices, truncation=True, max_length=max_length)
                 out["input_ids"].append(enc["input_ids"])
                 out["attention_mask"].append(enc["attention_mask"])
-                out["labels"].append(int(batch[label_col][i]) - offset)
+                out["labels"].append(as_index(batch[label_col][i]))
             return out
 
         return examples.map(convert, batched=True, remove_columns=examples.column_names)

@@ -10,7 +10,7 @@ from xgrid.tasks.registry import TaskRegistry, TaskSelection, UnknownTaskError
 from xgrid.tasks.spec import KINDS, LoadContext, TaskSpec
 
 # Each module listed here exposes ENTRIES: a tuple of TaskSpec. Adding a task = adding an entry to one of them.
-ENTRY_MODULES = ("xgrid.tasks.embedded",)
+ENTRY_MODULES = ("xgrid.tasks.embedded", "xgrid.tasks.hub")
 # Other installed packages can contribute tasks without touching xgrid: an entry point in this group naming a
 # module (or any object) with an ENTRIES attribute.
 PLUGIN_GROUP = "xgrid.tasks"
