@@ -26,6 +26,9 @@ from xgrid.search.workers import run_inline, torch_trainer
 from xgrid.tasks import TaskRegistry
 
 
+DRIVER_MEMORY = 64 * 1024**2  # bytes reserved by the Tune trial that only drives a TorchTrainer
+
+
 @dataclass(frozen=True)
 class TrialSetup:
     """Shared by every trial of a target; travels once through the object store (tune.with_parameters)."""
@@ -115,9 +118,10 @@ def _tune(target, cells, space, registry, encoders, search_dir, storage_path, li
     setup = TrialSetup(space, registry, {c.id: c for c in cells}, encoders, storage_path)
     resources = space.resources
     inline = not uses_ray_train(resources)
-    # An inline trial computes in its own process, so it holds its CPUs; a ray_train trial only drives a
-    # TorchTrainer whose workers hold the resources, so the driver asks for a sliver.
-    trial_resources = {"CPU": resources.cpus_per_worker} if inline else {"CPU": 0.01}
+    # An inline trial computes in its own process, so it holds its CPUs. A ray_train trial only drives a
+    # TorchTrainer whose workers hold the CPUs/GPUs: any CPU fraction for the driver would leave 2 workers x 1 CPU
+    # unplaceable on 2 CPUs (a silent hang), and Tune rejects an empty request, so the driver asks for memory.
+    trial_resources = {"CPU": resources.cpus_per_worker} if inline else {"CPU": 0, "memory": DRIVER_MEMORY}
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(stage2_trial, setup=setup), trial_resources),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=len(points),
