@@ -536,6 +536,96 @@ def test_target_train_sets_hold_out_part_of_the_lexicon():
         assert heldout_share(name, "en", "train", fields) > 0.3  # intermediates cover it all
 
 
+def verb_of(lex: mb.Lexicon, ids: list[int]) -> mb.Lexeme:
+    return next(lex.lexemes[i] for i in ids if i >= 0 and lex.lexemes[i].upos == "VERB")
+
+
+def test_lexicon_features_are_few_and_shared():
+    """Few large clusters; antonym pairs share field and domain and have opposite polarity; every
+    cluster keeps at least two seen members (a synonym) and some held-out ones."""
+    lex = mb.lexicon()
+    cfg = mb.MicroBenchConfig()
+    for members in lex.clusters:
+        assert len(members) == cfg.cluster_size
+        first = lex.lexemes[members[0]]
+        assert len({(lex.lexemes[i].field, lex.lexemes[i].polarity, lex.lexemes[i].domain)
+                    for i in members}) == 1
+        if first.antonym >= 0:
+            other = lex.lexemes[lex.clusters[first.antonym][0]]
+            assert (other.field, other.domain, other.polarity) == (first.field, first.domain,
+                                                                   -first.polarity)
+        seen = [i for i in members if lex.lexemes[i].group in lex.seen_groups]
+        assert 2 <= len(seen) < len(members)
+    for upos in mb.CONTENT_UPOS:
+        assert {x.domain for x in lex.lexemes if x.upos == upos and x.role == "content"} == {0, 1}
+
+
+@pytest.mark.parametrize("name", ["mb_para", "mb_xnli"])
+def test_pair_label_is_decided_by_the_verb_relation(name):
+    """The deciding edit is on the verb: synonym, antonym (opposite polarity, same field) or an
+    unrelated verb of the other domain; the rest of the pair is aligned word by word."""
+    lex = mb.lexicon()
+    for split in mb.splits(name, "en"):
+        ds = mb.load(name, "en", split)
+        for label, meta in zip(ds["label"], mb.latent(name, "en", split)):
+            p, h = verb_of(lex, meta["premise_lexemes"]), verb_of(lex, meta["hypothesis_lexemes"])
+            relation = ("synonym" if p.cluster == h.cluster else "antonym" if p.field == h.field
+                        else "unrelated")
+            assert relation != "antonym" or p.polarity == -h.polarity
+            assert relation != "unrelated" or p.domain != h.domain
+            if name == "mb_para":
+                assert relation == meta["edit"] and (label == 1) == (relation == "synonym")
+            else:
+                expected = meta["edit"] if meta["edit"] in ("synonym", "antonym", "unrelated") \
+                    else "synonym"  # drop/add leave the verb (or swap a synonym in)
+                assert relation == expected
+            if name == "mb_para":  # aligned word by word: same length, same verb position
+                assert len(meta["premise_lexemes"]) == len(meta["hypothesis_lexemes"])
+                assert meta["premise_lexemes"].index(p.id) == meta["hypothesis_lexemes"].index(h.id)
+
+
+def test_premise_verbs_are_biased_to_the_unmarked_pole_and_domain():
+    """The first-order cue that makes the semantic tasks learnable: premise (and choice context)
+    verbs are mostly positive and of domain 0, so a marked or other-domain verb in a hypothesis
+    signals the relation; the relation itself is still needed for the rest."""
+    lex = mb.lexicon()
+    bias = mb.MicroBenchConfig().premise_bias
+    for name, field in (("mb_para", "premise_lexemes"), ("mb_xnli", "premise_lexemes"),
+                        ("mb_choice", "context_lexemes")):
+        verbs = [verb_of(lex, m[field]) for m in mb.latent(name, "en", "train")]
+        positive = sum(v.polarity == 1 for v in verbs) / len(verbs)
+        domain0 = sum(v.domain == 0 for v in verbs) / len(verbs)
+        assert abs(positive - bias) < 0.05 and abs(domain0 - bias) < 0.05, (name, positive, domain0)
+        assert positive < 1.0 and domain0 < 1.0  # both poles occur in premises too
+
+
+def test_heldout_verbs_reach_xnli_evaluation_only_through_the_whole_lexicon():
+    """Held-out verbs decide part of the xnli evaluation labels, never the train labels, while the
+    semantic intermediate tasks train on them."""
+    lex = mb.lexicon()
+
+    def heldout_verb_share(name, lang, split):
+        metas = mb.latent(name, lang, split)
+        verbs = [verb_of(lex, m["hypothesis_lexemes"]) for m in metas]
+        return sum(v.group in lex.heldout_groups for v in verbs) / len(verbs)
+
+    assert heldout_verb_share("mb_xnli", "en", "train") == 0.0
+    assert heldout_verb_share("mb_xnli", "en", "validation") > 0.3
+    assert heldout_verb_share("mb_xnli", "xc", "test") > 0.3
+    assert heldout_verb_share("mb_para", "en", "train") > 0.3
+
+
+def test_semantic_inputs_are_short():
+    """Pairs and QA contexts stay short, so a 64-subword window holds most examples."""
+    for name, cols in (("mb_para", ("sentence1", "sentence2")), ("mb_xnli", ("premise", "hypothesis"))):
+        ds = mb.load(name, "en", "train")
+        lengths = [sum(len(row[c].split()) for c in cols) for row in ds]
+        assert sum(lengths) / len(lengths) < 18
+    qa = mb.load("mb_qa", "en", "train")
+    lengths = [len(c.split()) + len(q.split()) for c, q in zip(qa["context"], qa["question"])]
+    assert sum(lengths) / len(lengths) < 32
+
+
 # -- determinism from scratch (last: it empties the shared cache) -----------------------------------
 
 def test_same_seed_same_data_even_from_a_cold_cache():

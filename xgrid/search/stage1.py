@@ -7,7 +7,7 @@ at once from driver threads.
 
 from __future__ import annotations
 
-import traceback
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from xgrid.plan import Plan, Stage1Job
 from xgrid.recipes import base_model_source, stage1_request
 from xgrid.search.events import SearchListener
 from xgrid.search.options import uses_ray_train
-from xgrid.search.workers import run_inline, torch_trainer
+from xgrid.search.workers import run_inline, torch_trainer, write_summary
+from xgrid.training.phase import SUMMARY_FILE
 from xgrid.store import CheckpointStore
 from xgrid.tasks import TaskRegistry
 
@@ -28,19 +29,15 @@ class Stage1Error(RuntimeError):
     pass
 
 
-def _summary(result) -> dict[str, Any]:
-    return {"history": result.history, "final": result.final, "metric": result.metric, "seconds": result.seconds,
-            "selected_epoch": result.selected_epoch}
-
-
 @ray.remote
 def _train_inline(job: Stage1Job, space: SearchSpace, registry: TaskRegistry, store_root: str,
                   base_source: str) -> dict[str, Any]:
     store = CheckpointStore(store_root)
     staging = store.staging_dir(job.key)
     result = run_inline(stage1_request(job, space, registry, base_source, str(staging)), space.resources)
+    write_summary(staging, result)
     store.commit(job.key, staging)
-    return _summary(result)
+    return result.summary()
 
 
 def run_stage1(plan: Plan, registry: TaskRegistry, store_root: str, storage_path: str,
@@ -103,9 +100,8 @@ def _run_with_trainers(todo, space, registry, store_root, storage_path, listener
         except Exception as err:
             listener.stage1_failed(job, _short(err))
             return job, _short(err)
-        history = [] if result.metrics is None else [result.metrics]
-        listener.stage1_finished(job, True, {"history": history, "final": {}, "metric": "", "seconds": None,
-                                             "selected_epoch": {}, "last_report": result.metrics})
+        summary = json.loads((CheckpointStore(store_root).fetch(job.key) / SUMMARY_FILE).read_text())
+        listener.stage1_finished(job, True, summary)
         return job, None
 
     if not todo:

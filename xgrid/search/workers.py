@@ -3,6 +3,7 @@ of `workers_per_trial` workers. Both call the same `run_phase`; only the TrainCo
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -10,7 +11,7 @@ import torch
 
 from xgrid.config import Resources
 from xgrid.training.context import LocalContext
-from xgrid.training.phase import PhaseRequest, PhaseResult, run_phase
+from xgrid.training.phase import SUMMARY_FILE, PhaseRequest, PhaseResult, run_phase
 
 
 def limit_threads(resources: Resources) -> None:
@@ -41,9 +42,18 @@ def ray_train_worker(config: dict[str, Any]) -> None:
     # Stage 1: rank 0 writes the selected encoder into the content-addressed store.
     store = CheckpointStore(config["store_root"])
     staging = store.staging_dir(store_key) if ctx.rank == 0 else None
-    run_phase(replace(request, output_dir=str(staging) if staging else "unused-on-this-rank"), ctx)
+    result = run_phase(replace(request, output_dir=str(staging) if staging else "unused-on-this-rank"), ctx)
     if staging is not None:
+        write_summary(staging, result)
         store.commit(store_key, staging)
+
+
+def write_summary(folder, result: PhaseResult) -> None:
+    """The checkpoint carries its own training record; the driver reads it from the store (Train V2 keeps no
+    metrics in Result for runs that report without checkpoints)."""
+    from pathlib import Path
+
+    (Path(folder) / SUMMARY_FILE).write_text(json.dumps(result.summary()))
 
 
 def torch_trainer(config: dict[str, Any], resources: Resources, name: str, storage_path: str,

@@ -25,6 +25,7 @@ from xgrid.training.context import LocalContext, TrainContext, unwrap
 from xgrid.training.data import Split, featurize, load_split
 
 POLICIES = ("english_dev", "target_dev")  # true zero-shot / oracle (Keung et al. 2020)
+SUMMARY_FILE = "xgrid_phase.json"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class PhaseResult:
     policy: str
     seconds: float
     output_dir: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What a stage-1 checkpoint keeps of its training (SUMMARY_FILE beside the weights)."""
+        return {"metric": self.metric, "history": self.history, "final": self.final,
+                "selected_epoch": self.selected_epoch, "policy": self.policy, "seconds": self.seconds}
 
     def scores(self, policy: str | None = None) -> dict[str, float]:
         """The primary metric per language under a policy (the declared one by default)."""
