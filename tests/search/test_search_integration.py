@@ -122,3 +122,19 @@ def test_mlflow_parent_child_structure_tags_and_metrics(searches, registry):
     assert [m.step for m in history] == [1, 2, 3]  # one point per epoch
     artifacts = {a.path for a in client.list_artifacts(first_parent)}
     assert {"space.yaml", "plan.json", "results.json", "results.csv"} <= artifacts
+
+
+def test_searched_learning_rate_range_gives_every_cell_its_trials(tmp_path, registry):
+    """With a {low, high} range the cell is fixed per enqueued trial and Optuna samples the rate."""
+    space = parse_space(SPACE | {"name": "it-range", "intermediates": ["none"], "targets": ["mb_udpos"],
+                                 "target_training": SPACE["target_training"] | {"learning_rate": {"low": 1e-3,
+                                                                                                  "high": 5e-3}},
+                                 "search": {"trials_per_cell": 3, "scheduler": "none"}}, registry)
+    outcome = run_search(space, registry, SearchOptions(output_root=tmp_path, ray_init={"num_cpus": 2},
+                                                        tracking=False))
+    (records,) = outcome.records.values()
+    assert len(records) == 3 and {r.status for r in records} == {"completed"}
+    rates = [r.learning_rate for r in records]
+    assert all(1e-3 <= lr <= 5e-3 for lr in rates) and len(set(rates)) == 3
+    study = optuna.load_study(study_name="it-range.mb_udpos", storage=f"sqlite:///{outcome.search_dir / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3

@@ -53,6 +53,9 @@ def build_tiny_model(out_dir: str | Path, corpus: list[str], config: TinyModelCo
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
+    from xgrid.models.loading import quiet_transformers
+
+    quiet_transformers()
     tokenizer = build_tokenizer(corpus, config.vocab_size)
     model_config = XLMRobertaConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,

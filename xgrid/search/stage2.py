@@ -9,6 +9,7 @@ The study of each target lives in the search folder's `optuna.db`, named `<space
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,19 @@ def run_target(target: str, plan: Plan, registry: TaskRegistry, encoders: dict[s
 def _tune(target, cells, space, registry, encoders, search_dir, storage_path, listener) -> list[TrialRecord]:
     from ray.tune.search.optuna import OptunaSearch
 
+    import optuna
+
     cell_ids = [c.id for c in cells]
     points = enqueued_points(space, cell_ids)
+    storage, study_name = optuna_storage(search_dir), f"{space.name}.{target}"
+    # Enqueued on the study itself: Ray's points_to_evaluate insists on every parameter, while Optuna lets an
+    # enqueued trial fix the cell and leave the learning rate to the sampler. The searcher then opens the same
+    # study (load_if_exists) and its ask() pops these waiting trials in order.
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
+    for point in points:
+        study.enqueue_trial(point)
     searcher = OptunaSearch(space=optuna_space(space, cell_ids), metric=selection_metric(space), mode="max",
-                            points_to_evaluate=points, storage=optuna_storage(search_dir),
-                            study_name=f"{space.name}.{target}", seed=space.search.sampler_seed)
+                            storage=storage, study_name=study_name, seed=space.search.sampler_seed)
     scheduler = make_scheduler(space.search.scheduler, selection_metric(space), space.target_training.epochs, space.search.grace_period,
                                space.search.reduction_factor)
     stopped = scheduler.stopped_early if isinstance(scheduler, PerCellScheduler) else set()
@@ -130,7 +139,9 @@ def _tune(target, cells, space, registry, encoders, search_dir, storage_path, li
         run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-    tuner.fit()
+    # Tune prints where its files are even at verbose=0; keep that in the search folder, out of the live view.
+    with open(search_dir / "tune.log", "a") as log, contextlib.redirect_stdout(log):
+        tuner.fit()
     return list(events.records.values())
 
 

@@ -1,0 +1,5 @@
+"""`python -m xgrid.cli` is `xgrid`."""
+
+from xgrid.cli import app
+
+app()
