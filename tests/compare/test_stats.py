@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from xgrid.compare.stats import (
+    REQUIRED_COLUMNS,
     ContrastResult,
     compute_gains,
     contrast_table,
@@ -13,17 +14,7 @@ from xgrid.compare.stats import (
     permutation_test,
 )
 
-COLUMNS = [
-    "base_model",
-    "target",
-    "target_group",
-    "policy",
-    "intermediate",
-    "kind",
-    "seed",
-    "language",
-    "score",
-]
+COLUMNS = list(REQUIRED_COLUMNS)
 
 
 def make_runs(

@@ -15,7 +15,9 @@ def tasks(kind: Annotated[Optional[str], typer.Option(help="only this kind (synt
           targets: Annotated[bool, typer.Option("--targets", help="only target tasks")] = False) -> None:
     """List every registered task: name, format, kind, role, languages and data source."""
     table = Table(title="xgrid task registry", show_lines=False)
-    for column in ("name", "format", "kind", "role", "languages", "source"):
+    for column in ("name", "format", "kind"):
+        table.add_column(column, no_wrap=True)  # the names people type: never folded
+    for column in ("role", "languages", "source"):
         table.add_column(column, overflow="fold")
     shown = 0
     for task in default_registry():

@@ -30,10 +30,12 @@ class SpanQA(Format):
     name = "span_qa"
 
     def featurize(self, examples, tokenizer, task, max_length, training):
-        stride = task.option("doc_stride", min(128, max_length // 4))
+        doc_stride = task.option("doc_stride", min(128, max_length // 4))
 
         def convert(batch):
-            enc = tokenizer([q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
+            questions = [q.lstrip() for q in batch["question"]]
+            stride = _stride_that_fits(tokenizer, questions, max_length, doc_stride)
+            enc = tokenizer(questions, batch["context"], truncation="only_second",
                             max_length=max_length, stride=stride, return_overflowing_tokens=True,
                             return_offsets_mapping=True)
             out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
@@ -90,6 +92,17 @@ class SpanQA(Format):
         if task.option("metric_variant", "squad") == "mlqa":
             return mlqa_metrics(predictions, references, language)
         return squad_metrics(predictions, references)
+
+
+def _stride_that_fits(tokenizer, questions: list[str], max_length: int, doc_stride: int) -> int:
+    """The window overlap must be shorter than the context room a question leaves (the tokenizer panics
+    otherwise); too little room is a configuration error worth saying in words."""
+    longest = max(len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"])
+    room = max_length - longest - tokenizer.num_special_tokens_to_add(pair=True)
+    if room < 2:
+        raise ValueError(f"max_length {max_length} leaves no room for the context after a question of {longest} "
+                         f"tokens; raise max_length (target_training / intermediate_training)")
+    return min(doc_stride, room // 2)
 
 
 def _answer_positions(answers, offsets, sequence_ids) -> tuple[int, int]:
