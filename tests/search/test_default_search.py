@@ -1,0 +1,25 @@
+"""`xgrid search` with no argument, as a user types it after installing: the embedded default completes and
+leaves what it promises. Takes about 5 minutes on 2 CPUs, so it is marked slow (CI's second step)."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_default_search_completes(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "xgrid.cli", "search"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=1200, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Ray dashboard: http://127.0.0.1:" in result.stdout
+    assert "stage 1: 12 checkpoints trained, 0 reused" in result.stdout
+    (search_dir,) = (tmp_path / "xgrid_runs" / "microbench-default").iterdir()
+    with open(search_dir / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 60  # 5 intermediates x 4 targets x 3 seeds
+    assert all(row["avg"] for row in rows)  # every cell has a zero-shot result
+    assert (search_dir / "optuna.db").is_file() and (tmp_path / "xgrid_runs" / "mlflow.db").is_file()
