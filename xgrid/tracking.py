@@ -19,6 +19,15 @@ from xgrid import tracking_schema as schema
 default_tracking_uri = schema.default_tracking_uri
 
 
+def local_artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Artifacts of a local SQLite store live beside the database. MLflow's own default is ./mlruns relative
+    to whatever folder the search was started from; a tracking server decides for itself (None)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment
+    return folder.absolute().as_uri()
+
+
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch",)}
@@ -39,7 +48,8 @@ class MlflowTracker(SearchListener):
         self.client = MlflowClient(tracking_uri)
         self.tracking_uri, self.space, self.registry = tracking_uri, space, registry
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+            experiment, artifact_location=local_artifact_location(tracking_uri, experiment))
         self.parent_id: str | None = None
         self.search_dir: Path | None = None
         self._open: dict[str, str] = {}  # our key -> run id, for everything not yet ended

@@ -122,6 +122,9 @@ def test_mlflow_parent_child_structure_tags_and_metrics(searches, registry):
     assert [m.step for m in history] == [1, 2, 3]  # one point per epoch
     artifacts = {a.path for a in client.list_artifacts(first_parent)}
     assert {"space.yaml", "plan.json", "results.json", "results.csv"} <= artifacts
+    # Artifacts sit beside the SQLite store, not in ./mlruns of whatever folder the search ran from.
+    assert (options.output_root / "mlartifacts" / "it-search").is_dir()
+    assert experiment.artifact_location.startswith("file://")
 
 
 def test_searched_learning_rate_range_gives_every_cell_its_trials(tmp_path, registry):
