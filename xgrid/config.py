@@ -221,8 +221,8 @@ def _task_problem(registry: Any, name: str, path: str, want_target: bool | None)
     if want_target is True and not task.is_target:
         return [f"{path}: {name!r} is not a target task (it has no evaluation languages group); "
                 f"targets are: {', '.join(t.name for t in registry if t.is_target)}"]
-    if want_target is False and task.format == "retrieval":
-        return [f"{path}: {name!r} is a retrieval task and cannot be an intermediate task"]
+    if want_target is False and not task.trains:
+        return [f"{path}: {name!r} is a {task.format} task (scored, not trained) and cannot be an intermediate task"]
     return []
 
 

@@ -65,7 +65,7 @@ def estimate(plan: Plan, registry: TaskRegistry) -> Cost:
     s1 = [passes(j.tasks, space.intermediate_training) for j in plan.trained_jobs]
     trials_per_cell = space.search.trials_per_cell if space.target_training.searched else 1
     s2 = [passes([c.target], space.target_training) * trials_per_cell
-          if registry.get(c.target).format != "retrieval" else 0 for c in plan.cells]
+          if registry.get(c.target).trains else 0 for c in plan.cells]
     s1_total = None if None in s1 else sum(s1)
     s2_total = None if None in s2 else sum(s2)
     cpu_s = gpu_h = None

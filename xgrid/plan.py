@@ -72,10 +72,10 @@ class Plan:
 
     def stage2_trials(self, registry: TaskRegistry) -> int:
         per_cell = self.space.search.trials_per_cell if self.space.target_training.searched else 1
-        return sum(per_cell if registry.get(c.target).format != "retrieval" else 0 for c in self.cells)
+        return sum(per_cell if registry.get(c.target).trains else 0 for c in self.cells)
 
     def retrieval_evaluations(self, registry: TaskRegistry) -> int:
-        return sum(registry.get(c.target).format == "retrieval" for c in self.cells)
+        return sum(not registry.get(c.target).trains for c in self.cells)
 
 
 def intermediate_kind(entry: Any, registry: TaskRegistry) -> str:

@@ -41,8 +41,7 @@ def stage2_request(cell: Cell, learning_rate: float, space: SearchSpace, registr
                    encoder_source: str) -> PhaseRequest:
     target = registry.get(cell.target)
     return PhaseRequest(
-        encoder_source=encoder_source, train_tasks=(registry.train_task_of(target),) if target.is_target and
-        target.format != "retrieval" else (),
+        encoder_source=encoder_source, train_tasks=(registry.train_task_of(target),) if target.trains else (),
         hparams=Hparams.from_settings(space.target_training, learning_rate, space.resources.precision),
         seed=cell.seed, eval_task=target, selection_policy=space.selection_policy, load=load_context(space),
         retrieval=RetrievalSettings(space.retrieval.layer, space.retrieval.pooling))

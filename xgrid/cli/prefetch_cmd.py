@@ -45,7 +45,7 @@ def dataset_needs(space: SearchSpace, registry: TaskRegistry) -> list[tuple[Task
     for name in space.targets:
         selection = registry.select(name)
         target, train = selection.task, registry.train_task_of(selection.task)
-        if target.format != "retrieval":
+        if target.trains:
             for role in ("train", "dev"):
                 wanted[(train.name, "en", role)] = train
         languages = selection.languages

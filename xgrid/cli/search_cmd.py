@@ -107,8 +107,9 @@ def print_plan(plan: Plan, registry: TaskRegistry) -> None:
     trials_per_cell = space.search.trials_per_cell if space.target_training.searched else 1
     for target in space.targets:
         cells = plan.cells_for(target)
-        fmt = registry.get(target).format
-        trials = 0 if fmt == "retrieval" else len(cells) * trials_per_cell
+        task = registry.get(target)
+        fmt = task.format
+        trials = len(cells) * trials_per_cell if task.trains else 0
         table.add_row(target, fmt, str(len(cells)), str(trials) if trials else "- (scored, not trained)",
                       ", ".join(dict.fromkeys(c.intermediate for c in cells)))
     console.print(table)

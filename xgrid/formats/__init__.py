@@ -21,6 +21,6 @@ def get_format(name: str):
 
 
 # BUCC (BitextMining) and LAReQA / Mewsli-X (RankingRetrieval) are modes of the "retrieval" format, chosen by the
-# task option `mode`: the planner and the search key "scored, not trained" on the format name "retrieval".
+# task option `mode`. "Scored, not trained" is each format's `trains` attribute (TaskSpec.trains asks it).
 __all__ = ["BitextMining", "FORMATS", "Format", "ParallelSentenceRetrieval", "RankingRetrieval", "RetrievalSettings",
            "get_format"]

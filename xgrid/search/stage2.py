@@ -96,7 +96,7 @@ def run_target(target: str, plan: Plan, registry: TaskRegistry, encoders: dict[s
                storage_path: str, listener: SearchListener) -> list[TrialRecord]:
     space = plan.space
     cells = plan.cells_for(target)
-    if registry.get(target).format == "retrieval":
+    if not registry.get(target).trains:
         records = _score_retrieval(cells, space, registry, encoders, listener)
     else:
         records = _tune(target, cells, space, registry, encoders, search_dir, storage_path, listener)

@@ -75,6 +75,13 @@ class TaskSpec:
     def is_target(self) -> bool:
         return self.group is not None
 
+    @property
+    def trains(self) -> bool:
+        """Whether the task is fine-tuned on, or scored from the encoder as it is (retrieval): its format says."""
+        from xgrid.formats import get_format  # formats import this module for the TaskSpec type
+
+        return get_format(self.format).trains
+
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
 
