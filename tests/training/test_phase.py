@@ -102,3 +102,17 @@ def test_a_task_added_as_one_registry_entry_is_listed_and_trained(monkeypatch, t
     assert stage1.trained and stage1.result.final["english_dev"]["en"]["f1"] > 0
     result = run_target(cell, 0.0015, stage1.encoder, space, registry)
     assert set(result.scores()) == {"en", "xa", "xb", "xc"}
+
+
+def test_multi_task_intermediate_trains_one_head_per_task(registry, tiny_model, tmp_path):
+    tasks = (registry.get("mb_chunk"), registry.get("mb_para"))
+    result = run_phase(PhaseRequest(tiny_model, tasks, Hparams(0.002, epochs=2, max_length=48, max_train_examples=150,
+                                                                max_eval_examples=40), 0,
+                                    output_dir=str(tmp_path / "encoder")))
+    final = result.final["english_dev"]["en"]
+    assert {"mb_chunk.f1", "mb_para.accuracy"} <= set(final)  # each task scored by its own head and metric
+    assert set(result.history[0]) >= {"dev.mb_chunk.f1", "dev.mb_para.accuracy", "select.english_dev"}
+    # The selection score is the mean of the tasks' primary metrics.
+    epoch = result.history[result.selected_epoch["english_dev"] - 1]
+    assert epoch["select.english_dev"] == pytest.approx((epoch["dev.mb_chunk.f1"] + epoch["dev.mb_para.accuracy"]) / 2)
+    assert (tmp_path / "encoder" / "model.safetensors").is_file()
