@@ -141,3 +141,22 @@ def test_searched_learning_rate_range_gives_every_cell_its_trials(tmp_path, regi
     assert all(1e-3 <= lr <= 5e-3 for lr in rates) and len(set(rates)) == 3
     study = optuna.load_study(study_name="it-range.mb_udpos", storage=f"sqlite:///{outcome.search_dir / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+
+
+def test_failing_trials_are_reported_not_lost(tmp_path, registry):
+    """Every trial fails inside its worker (max_length too short for the questions): the search still ends,
+    the reason reaches the user, MLflow marks the runs FAILED, and the results files are written."""
+    space = parse_space(SPACE | {"name": "it-fail", "intermediates": ["none"], "targets": ["mb_xquad", "mb_udpos"],
+                                 "target_training": SPACE["target_training"] | {"max_length": 12,
+                                                                                "learning_rate": 0.003},
+                                 "search": {"trials_per_cell": 1, "scheduler": "none"}}, registry)
+    outcome = run_search(space, registry, SearchOptions(output_root=tmp_path, ray_init={"num_cpus": 2}))
+    (qa,) = outcome.records["mb_xquad"]
+    assert qa.status == "failed" and "leaves no room for the context" in qa.error
+    (tagging,) = outcome.records["mb_udpos"]
+    assert tagging.status == "completed"  # one target's failure does not stop the others
+    client = MlflowClient(outcome.extras["tracking_uri"])
+    failed = client.search_runs([outcome.extras["mlflow_experiment_id"]], "tags.target = 'mb_xquad'")
+    assert [r.info.status for r in failed] == ["FAILED"]
+    assert "leaves no room" in failed[0].data.tags["error"]
+    assert "leaves no room" in (outcome.search_dir / "results.json").read_text()

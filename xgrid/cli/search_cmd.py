@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -86,6 +87,9 @@ def print_results(outcome, registry: TaskRegistry) -> None:
                           *[fmt(r.get(f"{metric}.{l}")) for l in languages],
                           f"{r['trials']} ({r['stopped']}/{r['failed']})")
         console.print(table)
+    failed = [r for records in outcome.records.values() for r in records if r.status == "failed"]
+    for error, count in Counter(r.error or "unknown error" for r in failed).most_common(5):
+        console.print(f"[red]{count} trial(s) failed:[/] {error}", highlight=False)
     console.print(f"stage 1: {outcome.stage1_trained} checkpoints trained, {outcome.stage1_reused} reused")
     if outcome.extras.get("tracking_uri"):
         uri = outcome.extras["tracking_uri"]

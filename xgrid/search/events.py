@@ -5,6 +5,7 @@ alive (a worker killed by the scheduler cannot leave its MLflow run RUNNING)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ray.tune import Callback
@@ -23,6 +24,32 @@ class TrialRecord:
     metrics: dict[str, Any] = field(default_factory=dict)  # the last report (final metrics when completed)
     history: list[dict[str, Any]] = field(default_factory=list)  # every per-epoch report
     error: str | None = None
+
+
+def short_error(err: BaseException) -> str:
+    """The innermost message of an error that Ray wrapped (task -> actor -> Tune), for a one-line report."""
+    cause = err
+    while getattr(cause, "cause", None) is not None:
+        cause = cause.cause
+    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(cause).__name__
+
+
+def trial_error(trial) -> str:
+    """Why a Tune trial failed. At on_trial_error time Tune has written the error next to the trial locally
+    but not yet synced it to storage, which is where get_pickled_error()/get_error() read."""
+    import cloudpickle
+
+    pickled, text = getattr(trial, "pickled_error_file", None), getattr(trial, "error_file", None)
+    try:
+        if pickled and Path(pickled).is_file():
+            return short_error(cloudpickle.loads(Path(pickled).read_bytes()))
+        if text and Path(text).is_file():
+            return short_error(Exception(Path(text).read_text()))
+        error = trial.get_pickled_error() or trial.get_error()
+    except Exception as err:  # an unreadable error file must not break the search's bookkeeping
+        return f"trial failed (its error could not be read: {err})"
+    return short_error(error) if error is not None else "trial failed (no error recorded)"
 
 
 class SearchListener:
@@ -93,5 +120,5 @@ class TuneEvents(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         record = self._record(trial)
         record.status = "failed"
-        record.error = str(getattr(trial, "error_msg", None) or "trial failed")
+        record.error = trial_error(trial)
         self.listener.trial_finished(record)

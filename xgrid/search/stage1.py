@@ -17,7 +17,7 @@ import ray
 from xgrid.config import SearchSpace
 from xgrid.plan import Plan, Stage1Job
 from xgrid.recipes import base_model_source, stage1_request
-from xgrid.search.events import SearchListener
+from xgrid.search.events import SearchListener, short_error
 from xgrid.search.options import uses_ray_train
 from xgrid.search.workers import run_inline, torch_trainer, write_summary
 from xgrid.training.phase import SUMMARY_FILE
@@ -79,8 +79,8 @@ def _run_as_tasks(todo, space, registry, store_root, listener) -> list[tuple[Sta
         try:
             summary = ray.get(done[0])
         except Exception as err:  # keep the others running; report every failure at the end
-            listener.stage1_failed(job, _short(err))
-            outcomes.append((job, _short(err)))
+            listener.stage1_failed(job, short_error(err))
+            outcomes.append((job, short_error(err)))
             continue
         listener.stage1_finished(job, True, summary)
         outcomes.append((job, None))
@@ -98,8 +98,8 @@ def _run_with_trainers(todo, space, registry, store_root, storage_path, listener
             if result.error:
                 raise result.error
         except Exception as err:
-            listener.stage1_failed(job, _short(err))
-            return job, _short(err)
+            listener.stage1_failed(job, short_error(err))
+            return job, short_error(err)
         summary = json.loads((CheckpointStore(store_root).fetch(job.key) / SUMMARY_FILE).read_text())
         listener.stage1_finished(job, True, summary)
         return job, None
@@ -108,12 +108,3 @@ def _run_with_trainers(todo, space, registry, store_root, storage_path, listener
         return []
     with ThreadPoolExecutor(max_workers=space.resources.max_concurrent_trials) as pool:
         return list(pool.map(train, todo))
-
-
-def _short(err: BaseException) -> str:
-    """The innermost message: Ray wraps worker errors several times."""
-    cause = err
-    while getattr(cause, "cause", None) is not None:
-        cause = cause.cause
-    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(cause).__name__

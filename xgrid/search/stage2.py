@@ -20,7 +20,7 @@ from ray import tune
 from xgrid.config import Choices, LogRange, SearchSpace
 from xgrid.plan import Cell, Plan
 from xgrid.recipes import stage2_request
-from xgrid.search.events import SearchListener, TrialRecord, TuneEvents
+from xgrid.search.events import SearchListener, TrialRecord, TuneEvents, short_error
 from xgrid.search.options import uses_ray_train
 from xgrid.search.schedulers import PerCellScheduler, make_scheduler
 from xgrid.search.workers import run_inline, torch_trainer
@@ -169,7 +169,7 @@ def _score_retrieval(cells, space, registry, encoders, listener) -> list[TrialRe
             record.metrics = ray.get(done[0])
             record.history = [record.metrics]
         except Exception as err:
-            record.status, record.error = "failed", str(err).strip().splitlines()[-1]
+            record.status, record.error = "failed", short_error(err)
         listener.trial_finished(record)
         records.append(record)
     return records
