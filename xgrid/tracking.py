@@ -110,9 +110,6 @@ class MlflowTracker(SearchListener):
                 self.client.log_artifact(self.parent_id, str(self.search_dir / name))
         self.client.set_terminated(self.parent_id, status)
 
-    def log_parent_files(self, paths: list[Path], artifact_path: str | None = None) -> None:
-        for path in paths:
-            self.client.log_artifact(self.parent_id, str(path), artifact_path)
 
     # --- stage 1 --------------------------------------------------------------------------------------------
     def _stage1_tags(self, job) -> dict[str, str]:

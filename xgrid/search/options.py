@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ class SearchOptions:
     tracking_uri: str | None = None  # MLflow; default: sqlite under output_root
     experiment: str | None = None  # MLflow experiment; default: the space's name
     ray_init: dict[str, Any] = field(default_factory=dict)  # extra ray.init kwargs (tests pass num_cpus)
-    show_progress: bool = True
     tracking: bool = True  # MLflow; off only for benchmarks that measure the search machinery alone
     # CLI overrides of the space's resources block (None: keep the space's value).
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -42,7 +41,3 @@ def uses_ray_train(resources: Resources) -> bool:
     if resources.trial_backend != "auto":
         return resources.trial_backend == "ray_train"
     return resources.workers_per_trial > 1 or resources.gpus_per_worker > 0 or resources.strategy == "fsdp"
-
-
-def with_changes(options: SearchOptions, **changes: Any) -> SearchOptions:
-    return replace(options, **changes)

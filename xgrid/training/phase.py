@@ -21,6 +21,7 @@ from torch import nn
 from xgrid.formats import RetrievalSettings, get_format
 from xgrid.models.loading import load_encoder, load_tokenizer
 from xgrid.tasks.spec import LoadContext, TaskSpec
+from xgrid.tracking_schema import final_metric_name
 from xgrid.training.context import LocalContext, TrainContext, unwrap
 from xgrid.training.data import Split, featurize, load_split
 
@@ -94,15 +95,16 @@ class PhaseResult:
         (without English); the other policy's copies are prefixed with its name."""
         flat: dict[str, float] = {}
         for policy, by_language in self.final.items():
-            prefix = "" if policy == self.policy else f"{policy}."
+            # The same naming `xgrid compare` reads back (one definition, in tracking_schema).
+            named = lambda metric, language: final_metric_name(metric, language, policy, self.policy)
             for language, metrics in by_language.items():
-                flat.update({f"{prefix}{name}.{language}": value for name, value in metrics.items()})
+                flat.update({named(name, language): value for name, value in metrics.items()})
             for name in next(iter(by_language.values()), {}):
                 values = {lang: m[name] for lang, m in by_language.items()}
-                flat[f"{prefix}{name}.avg"] = float(np.mean(list(values.values())))
+                flat[named(name, "avg")] = float(np.mean(list(values.values())))
                 others = [v for lang, v in values.items() if lang != "en"]
                 if others:
-                    flat[f"{prefix}{name}.avg_xling"] = float(np.mean(others))
+                    flat[named(name, "avg_xling")] = float(np.mean(others))
         return flat
 
 
