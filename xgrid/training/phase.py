@@ -177,6 +177,7 @@ class _Trainer:
                  for t in request.train_tasks}
         self.model = ctx.wrap(PhaseModel(encoder, heads, formats))
         self.eval_sets = self._eval_sets()
+        self._tests: dict[str, Split] | None = None  # test splits, featurized on first use
 
     # --- what is evaluated -------------------------------------------------------------------------------
     def _eval_sets(self) -> dict[tuple[str, str], tuple[TaskSpec, str, Split]]:
@@ -321,14 +322,20 @@ class _Trainer:
         return {f"{name}.{k}": v for (name, _), metrics in dev.items() for k, v in metrics.items()}
 
     def _score_test(self) -> dict[str, dict[str, float]]:
-        req, hp = self.req, self.req.hparams
-        out = {}
-        for language in req.eval_languages or req.eval_task.languages:
-            examples = load_split(req.eval_task, language, "test", req.load, hp.max_eval_examples)
-            if examples is not None:
-                split = featurize(req.eval_task, examples, self.tokenizer, hp.max_length, False)
-                out[language] = self._score(req.eval_task, req.train_tasks[0].name, split, language)
-        return out
+        req = self.req
+        return {language: self._score(req.eval_task, req.train_tasks[0].name, split, language)
+                for language, split in self._test_splits().items()}
+
+    def _test_splits(self) -> dict[str, Split]:
+        """Loaded and featurized once, although two policies that select different epochs score them twice."""
+        if self._tests is None:
+            req, hp = self.req, self.req.hparams
+            self._tests = {}
+            for language in req.eval_languages or req.eval_task.languages:
+                examples = load_split(req.eval_task, language, "test", req.load, hp.max_eval_examples)
+                if examples is not None:
+                    self._tests[language] = featurize(req.eval_task, examples, self.tokenizer, hp.max_length, False)
+        return self._tests
 
     def _save(self, state: dict[str, torch.Tensor]) -> str | None:
         out = Path(self.req.output_dir)
