@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 

@@ -122,3 +122,4 @@ def test_ray_client_address_is_refused_with_a_way_forward(tmp_path):
     assert result.exit_code == 2, result.output
     assert "Ray Client (ray://) cannot drive a search" in result.output and "ray job submit" in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "microbench-default").exists()  # refused before anything was written

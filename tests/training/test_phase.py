@@ -7,7 +7,6 @@ from typer.testing import CliRunner
 from xgrid.config import parse_space
 from xgrid.plan import build_plan
 from xgrid.store import CheckpointStore
-from xgrid.tasks import LoadContext
 from xgrid.training.phase import Hparams, PhaseRequest, run_phase
 from xgrid.transfer import ensure_stage1, run_cell, run_target
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from xgrid.formats.base import ClsHead, Format, encode, pad_sequences
 from xgrid.metrics.classification import accuracy

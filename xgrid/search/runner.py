@@ -58,12 +58,7 @@ def new_search_dir(options: SearchOptions, space: SearchSpace) -> Path:
     return path
 
 
-def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
-    """Start local Ray (dashboard on 127.0.0.1 only) or join `options.address`. Returns (started, dashboard)."""
-    import ray
-
-    if ray.is_initialized():
-        return False, None
+def check_address(options: SearchOptions) -> None:
     if options.address and options.address.startswith("ray://"):
         # Ray Client runs Tuner.fit() in an actor on the head node: the driver-side listeners (progress, MLflow,
         # results) would never hear a trial, and the Optuna storage path would be the client's.
@@ -71,6 +66,14 @@ def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
             f"--address {options.address}: Ray Client (ray://) cannot drive a search from outside the cluster; "
             "run the driver on the cluster instead: `ray job submit --address http://HEAD:8265 -- xgrid search ...` "
             "or, on a cluster node, `xgrid search ... --address auto` (see docker/README.md)")
+
+
+def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
+    """Start local Ray (dashboard on 127.0.0.1 only) or join `options.address`. Returns (started, dashboard)."""
+    import ray
+
+    if ray.is_initialized():
+        return False, None
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if options.address:
         context = ray.init(address=options.address, **kwargs)
@@ -85,6 +88,7 @@ def run_search(space: SearchSpace, registry: TaskRegistry, options: SearchOption
     import ray
 
     started_at = time.perf_counter()
+    check_address(options)  # before anything is written: a refused search leaves no folder behind
     space = effective_space(space, options)
     plan = build_plan(space, registry)
     search_dir = new_search_dir(options, space)

@@ -27,7 +27,6 @@ def run_inline(request: PhaseRequest, resources: Resources,
 
 def ray_train_worker(config: dict[str, Any]) -> None:
     """train_loop_per_worker of every TorchTrainer xgrid starts."""
-    import ray.train
 
     from xgrid.store import CheckpointStore
     from xgrid.training.ray_context import RayTrainContext

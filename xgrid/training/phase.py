@@ -275,7 +275,6 @@ class _Trainer:
         # Every rank scores the whole split (FSDP's forward needs all ranks); only rank 0's report is kept.
         model = unwrap(self.model)
         model.eval()
-        fmt = self.model_formats[head]
         collate = self._collate(head)
         outputs, size = [], self.req.hparams.batch_size * 2  # no activations kept: larger batches fit
         for start in range(0, len(split.rows), size):
