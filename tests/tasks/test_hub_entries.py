@@ -10,6 +10,7 @@ import math
 import pytest
 
 from tests.tasks.hub_fake import LOCAL
+from xgrid.formats import get_format
 from xgrid.tasks import LoadContext, default_registry
 from xgrid.tasks import hub
 from xgrid.training.phase import Hparams, PhaseRequest, run_phase
@@ -61,9 +62,9 @@ def test_intermediate_entry_trains_and_scores(name, tiny_xlmr, fake_hub):
 def test_target_entry_trains_and_scores_zero_shot(name, tiny_xlmr, fake_hub):
     target = REGISTRY.get(name)
     languages = EVAL_LANGUAGES[name]
-    if target.option("pool") == "answer_sentences":  # LAReQA's pool spans every language: the fixture's two
+    if get_format(target.format).reads_every_language:  # LAReQA's pool spans every language: the fixture's two
         target = dataclasses.replace(target, languages=languages)
-    train = (REGISTRY.train_task_of(target),) if target.format != "retrieval" else ()
+    train = (REGISTRY.train_task_of(target),) if REGISTRY.trains(target) else ()
     result = run_phase(PhaseRequest(encoder_source=tiny_xlmr, train_tasks=train, eval_task=target, hparams=HP, seed=0,
                                     eval_languages=languages, load=LOAD))
     scored = result.final["english_dev"]

@@ -10,12 +10,12 @@ import datasets
 import pytest
 
 from tests.tasks.hub_fake import FIXTURES, LOCAL, fixture_dataset, fixture_features
+from xgrid.data.hub import DatasetNotCachedError, DatasetUnavailableError, HubPart, load_part
+from xgrid.data.local_corpora import CcgbankSource, LocalDataMissingError, parse_auto, parse_stagged
+from xgrid.data.sources import MissingSplitError
 from xgrid.formats import get_format
 from xgrid.models.loading import load_tokenizer
 from xgrid.tasks import LoadContext, default_registry
-from xgrid.tasks.hub_sources import (CcgbankSource, DatasetNotCachedError, DatasetUnavailableError, HubPart,
-                                     LocalDataMissingError, load_part, parse_auto, parse_stagged)
-from xgrid.tasks.spec import MissingSplitError
 
 REGISTRY = default_registry()
 

@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 import pytest
 
-from xgrid.formats import retrieval
+from xgrid.formats import FORMATS, ScoredFormat, TrainedFormat, get_format, retrieval
 from xgrid.formats.retrieval import RetrievalSettings, map_at_k_chunked, split_sentences
 from xgrid.metrics.retrieval import bucc_f1, bucc_mine, bucc_optimal_threshold, mean_average_precision_at_k
 from xgrid.tasks import LoadContext, default_registry
@@ -50,8 +50,8 @@ def test_bucc_threshold_is_tuned_on_dev_and_applied_to_test(monkeypatch):
     dev = _bucc_rows([(1, 1), (2, 2), (3, 3)], unpaired_source=[4, 5], unpaired_target=[6])
     test = _bucc_rows([(10, 10), (11, 11)], unpaired_source=[12], unpaired_target=[13, 14])
     task = dataclasses.replace(REGISTRY.get("bucc2018"), source=_Source(dev))
-    result = retrieval.ParallelSentenceRetrieval().evaluate_encoder(None, None, test, task, "de", RetrievalSettings(),
-                                                                    load=LoadContext())
+    result = get_format(task.format).evaluate_encoder(None, None, test, task, "de", RetrievalSettings(),
+                                                      load=LoadContext())
     # Recompute by hand with the same embeddings: threshold from dev, F1 on test at that threshold.
     rng = np.random.default_rng(0)
     vectors.clear()
@@ -63,7 +63,7 @@ def test_bucc_threshold_is_tuned_on_dev_and_applied_to_test(monkeypatch):
     assert result["f1"] == pytest.approx(bucc_f1(test_candidates, test_gold, threshold)["f1"])
     assert test_gold == {("de-10", "en-10"), ("de-11", "en-11")}
     with pytest.raises(ValueError, match="LoadContext"):
-        retrieval.ParallelSentenceRetrieval().evaluate_encoder(None, None, test, task, "de", RetrievalSettings())
+        get_format(task.format).evaluate_encoder(None, None, test, task, "de", RetrievalSettings())
 
 
 def test_chunked_map_equals_the_dense_definition():
@@ -88,10 +88,23 @@ def test_sentence_splitting_for_the_lareqa_pool():
     assert split_sentences("no end mark") == [(0, 11)]
 
 
-def test_unknown_mode_is_rejected():
-    task = dataclasses.replace(REGISTRY.get("tatoeba"), options={"mode": "nope"})
-    with pytest.raises(ValueError, match="unknown retrieval mode"):
-        retrieval.ParallelSentenceRetrieval().evaluate_encoder(None, None, None, task, "de", RetrievalSettings())
+def test_unknown_format_is_rejected_naming_the_known_ones():
+    task = dataclasses.replace(REGISTRY.get("tatoeba"), format="nope")
+    with pytest.raises(ValueError, match="unknown format 'nope'; known: ") as err:
+        REGISTRY.trains(task)
+    assert all(repr(name) in str(err.value) for name in FORMATS)
+
+
+def test_each_retrieval_protocol_is_a_scored_format_and_every_other_format_trains():
+    retrieval_formats = {"retrieval", "bitext_mining", "answer_retrieval", "entity_retrieval"}
+    assert {t.format for t in REGISTRY if t.group == "retrieval"} == retrieval_formats
+    for name, fmt in FORMATS.items():
+        if name in retrieval_formats:
+            assert isinstance(fmt, ScoredFormat) and fmt.trains is False, name
+        else:
+            assert isinstance(fmt, TrainedFormat) and fmt.trains is True, name
+    # The protocol is the format: no task option picks one.
+    assert not any({"mode", "pool"} & set(t.options) for t in REGISTRY if t.group == "retrieval")
 
 
 def test_bucc_mine_is_the_metric_modules():

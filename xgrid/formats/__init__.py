@@ -1,26 +1,31 @@
-"""Task formats by name. A TaskSpec's `format` is a key of FORMATS; a new format is one entry here."""
+"""Task formats by name. A TaskSpec's `format` is a key of FORMATS; a new format is one entry here.
 
-from xgrid.formats.base import Format
+Whether a task is trained or scored from the encoder as it is follows from its format's class: a TrainedFormat
+is fine-tuned on, a ScoredFormat (the retrieval protocols) is not (`Format.trains`).
+"""
+
+from xgrid.formats.base import Format, FormatTask, ScoredFormat, TrainedFormat
 from xgrid.formats.classification import Classification
 from xgrid.formats.multiple_choice import MultipleChoice
-from xgrid.formats.retrieval import BitextMining, ParallelSentenceRetrieval, RankingRetrieval, RetrievalSettings
+from xgrid.formats.retrieval import (AnswerRetrieval, BitextMining, EntityRetrieval, ParallelSentenceRetrieval,
+                                     RankingRetrieval, RetrievalSettings)
 from xgrid.formats.span_qa import SpanQA
 from xgrid.formats.tagging import Tagging
 
-FORMATS: dict[str, object] = {
+FORMATS: dict[str, Format] = {
     fmt.name: fmt
-    for fmt in (Classification(), Tagging(), MultipleChoice(), SpanQA(), ParallelSentenceRetrieval())
+    for fmt in (Classification(), Tagging(), MultipleChoice(), SpanQA(),
+                ParallelSentenceRetrieval(), BitextMining(), AnswerRetrieval(), EntityRetrieval())
 }
 
 
-def get_format(name: str):
+def get_format(name: str) -> Format:
     try:
         return FORMATS[name]
     except KeyError:
         raise ValueError(f"unknown format {name!r}; known: {sorted(FORMATS)}") from None
 
 
-# BUCC (BitextMining) and LAReQA / Mewsli-X (RankingRetrieval) are modes of the "retrieval" format, chosen by the
-# task option `mode`. "Scored, not trained" is each format's `trains` attribute (TaskSpec.trains asks it).
-__all__ = ["BitextMining", "FORMATS", "Format", "ParallelSentenceRetrieval", "RankingRetrieval", "RetrievalSettings",
+__all__ = ["AnswerRetrieval", "BitextMining", "EntityRetrieval", "FORMATS", "Format", "FormatTask",
+           "ParallelSentenceRetrieval", "RankingRetrieval", "RetrievalSettings", "ScoredFormat", "TrainedFormat",
            "get_format"]

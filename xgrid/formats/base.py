@@ -1,20 +1,49 @@
-"""The contract every task format fulfils, so the training loop never asks which format it holds.
+"""The contract every task format fulfils, so neither the training loop nor the planner asks which format it holds.
 
-A format owns: featurizing raw rows (in their hub schema) into model inputs, collating them into a batch, the
-head on top of the encoder, the forward pass shape, the loss, and turning collected outputs into its metric.
+Every format has a registry name and says whether a task of it is fine-tuned (`Format.trains`); `get_format`
+returns this common base. A `TrainedFormat` owns featurizing raw rows (in their hub schema) into model inputs,
+collating them into a batch, the head on top of the encoder, the forward pass shape, the loss, and turning
+collected outputs into its metric. A `ScoredFormat` has no training: it scores the encoder as it is
+(retrieval protocols), reading whatever splits its protocol needs through the task's source.
+
+Formats sit below the task registry, so they do not name `TaskSpec`: what they read of a task is the
+`FormatTask` protocol, which every `TaskSpec` satisfies.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Literal, Protocol
 
 import datasets
 import numpy as np
 import torch
 from torch import nn
 
-from xgrid.tasks.spec import TaskSpec
+from xgrid.data.sources import DataSource, LoadContext, TaskInfo
+
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """How a scored format embeds text: `hidden_states[layer]` pooled (mean over tokens, or the first token)."""
+
+    layer: int | None = None  # None: the last layer
+    pooling: Literal["mean", "cls"] = "mean"
+    batch_size: int = 64
+    max_length: int = 128
+
+
+class FormatTask(TaskInfo, Protocol):
+    """What a format reads of a task: a source's view of it (name, options) plus the languages it covers (LAReQA
+    pools every language's sentences) and its source (scored formats load more than the split they are given)."""
+
+    @property
+    def languages(self) -> tuple[str, ...]: ...
+
+    @property
+    def source(self) -> DataSource: ...
 
 
 def encode(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -44,12 +73,23 @@ class ClsHead(nn.Module):
 
 
 class Format(ABC):
-    name: str
-    trains: bool = True  # retrieval formats score the encoder as it is
+    """What every registered format declares."""
+
+    name: ClassVar[str]  # the key of FORMATS a task's `format` names
+    trains: ClassVar[bool]  # fine-tuned on (TrainedFormat) or scored from the encoder as it is (ScoredFormat)
+    # Scoring one language reads every language's test split (LAReQA's multilingual candidate pool), so a run
+    # that evaluates some languages needs the data of all of them.
+    reads_every_language: ClassVar[bool] = False
+
+
+class TrainedFormat(Format):
+    """A format whose tasks are fine-tuned: it featurizes, heads, decodes and scores them."""
+
+    trains = True
 
     # --- data ---------------------------------------------------------------------------------
     @abstractmethod
-    def featurize(self, examples: datasets.Dataset, tokenizer: Any, task: TaskSpec, max_length: int,
+    def featurize(self, examples: datasets.Dataset, tokenizer: Any, task: FormatTask, max_length: int,
                   training: bool) -> datasets.Dataset:
         """Rows in the hub schema -> model features (one example may give several features: QA windows)."""
 
@@ -62,7 +102,7 @@ class Format(ABC):
         return {}
 
     # --- model --------------------------------------------------------------------------------
-    def num_outputs(self, task: TaskSpec, train_examples: datasets.Dataset | None) -> int:
+    def num_outputs(self, task: FormatTask, train_examples: datasets.Dataset | None) -> int:
         return 1
 
     @abstractmethod
@@ -77,11 +117,24 @@ class Format(ABC):
     # --- evaluation ---------------------------------------------------------------------------
     @abstractmethod
     def score(self, outputs: list[np.ndarray], features: datasets.Dataset, examples: datasets.Dataset,
-              task: TaskSpec, language: str) -> dict[str, float]:
+              task: FormatTask, language: str) -> dict[str, float]:
         """Collected per-batch outputs (in feature order) -> the task's metrics, on a 0-100 scale."""
 
 
-def label_names(task: TaskSpec, examples: datasets.Dataset, column: str) -> list[str]:
+class ScoredFormat(Format):
+    """A protocol that scores the encoder as it is, with no training (X-STILTs phase 3 is skipped)."""
+
+    trains = False
+
+    @abstractmethod
+    def evaluate_encoder(self, encoder: nn.Module, tokenizer: Any, examples: datasets.Dataset, task: FormatTask,
+                         language: str, settings: RetrievalSettings, device: torch.device | str = "cpu",
+                         load: LoadContext | None = None) -> dict[str, float]:
+        """The test rows of one language -> the task's metrics, on a 0-100 scale. `load` is the phase's
+        LoadContext, for protocols that read more than these rows through `task.source`."""
+
+
+def label_names(task: FormatTask, examples: datasets.Dataset, column: str) -> list[str]:
     """Label names from the task entry, else from the dataset's ClassLabel feature."""
     names = task.option("labels")
     if names:

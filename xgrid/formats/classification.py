@@ -13,15 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xgrid.formats.base import ClsHead, Format, label_indexer, label_names
+from xgrid.formats.base import ClsHead, FormatTask, TrainedFormat, label_indexer, label_names
 from xgrid.metrics.classification import accuracy
-from xgrid.tasks.spec import TaskSpec
 
 
-class Classification(Format):
+class Classification(TrainedFormat):
     name = "classification"
 
-    def _columns(self, task: TaskSpec) -> tuple[str, str | None, str]:
+    def _columns(self, task: FormatTask) -> tuple[str, str | None, str]:
         return task.option("text_a", "premise"), task.option("text_b", "hypothesis"), task.option("label", "label")
 
     def featurize(self, examples, tokenizer, task, max_length, training):

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xgrid.formats.base import ClsHead, Format, encode, pad_sequences
+from xgrid.formats.base import ClsHead, TrainedFormat, encode, pad_sequences
 from xgrid.metrics.classification import accuracy
 
 
-class MultipleChoice(Format):
+class MultipleChoice(TrainedFormat):
     name = "multiple_choice"
 
     def _choices(self, task, batch, i) -> list[str]:

@@ -4,51 +4,43 @@ The sentence embedding is a pooling (masked mean or first token) of `hidden_stat
 the embedding layer and index L the last layer (transformers' convention; XTREME uses 14 for XLM-R Large).
 Similarity is cosine everywhere.
 
-Every retrieval task has format "retrieval" (the planner, cost model and search treat that name as "scored, not
-trained"); the task option `mode` picks the protocol:
+Each protocol is its own ScoredFormat (so "scored, not trained" is the format's `trains`, nothing else):
 
-* `parallel` (Tatoeba, default): row i of the source side should retrieve row i of the target side; accuracy@1.
+* "retrieval" (Tatoeba): row i of the source side should retrieve row i of the target side; accuracy@1.
   Options `source` / `target` (columns, default "source_sentence" / "target_sentence").
-* `bitext_mining` (BUCC 2018): mine pairs between the two sides by ratio-margin scores over `neighbours` (4)
+* "bitext_mining" (BUCC 2018): mine pairs between the two sides by ratio-margin scores over `neighbours` (4)
   nearest neighbours, tune the threshold that maximises F1 on the dev (BUCC "sample") split and report
   precision / recall / F1 of the test split at that threshold. Rows hold a source sentence and id and a target
   sentence and id (`source`, `target`, `source_id`, `target_id`); a gold pair is a row with both ids; a row with
   one side empty is an unpaired sentence.
-* `ranking` (LAReQA, Mewsli-X): mean average precision at `k` (20). With `pool: answer_sentences` (LAReQA) the
-  rows are SQuAD-style (id, context, question, answers): each language's questions retrieve, from the sentences of
-  every language's contexts, the sentence holding the answer in each language (same question id). The hub copy
-  of XQuAD-R has no sentence breaks, so sentences are re-split at sentence-final punctuation. A candidate is
-  encoded as (sentence, context) when `candidate_context` is true (default). With `pool: candidates` (Mewsli-X)
-  the rows are mentions (mention, context, entity_id) and the candidates the source's `load_candidates`
-  (entity_id, description); a query is encoded as (mention, context).
+* "answer_retrieval" (LAReQA) and "entity_retrieval" (Mewsli-X): rank a candidate pool for each query, mean
+  average precision at `k` (20); they differ only in their pool (`RankingRetrieval`). LAReQA's rows are
+  SQuAD-style (id, context, question, answers): each language's questions retrieve, from the sentences of every
+  language's contexts, the sentence holding the answer in each language (same question id). The hub copy of
+  XQuAD-R has no sentence breaks, so sentences are re-split at sentence-final punctuation. A candidate is
+  encoded as (sentence, context) when `candidate_context` is true (default). Mewsli-X's rows are mentions
+  (mention, context, entity_id) and the candidates the source's `load_candidates` (entity_id, description); a
+  query is encoded as (mention, context).
 
-The two modes beyond `parallel` read more than the test rows (the dev split, the other languages, the candidate
-set) through the task's source, so `evaluate_encoder` takes the phase's `LoadContext` as `load`.
+All but Tatoeba read more than the test rows (the dev split, the other languages, the candidate set) through
+the task's source, so `evaluate_encoder` takes the phase's `LoadContext` as `load`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from abc import abstractmethod
+from typing import Any, NamedTuple
 
 import datasets
 import numpy as np
 import torch
 
+from xgrid.data.sources import LoadContext, MissingSplitError
+from xgrid.formats.base import FormatTask, RetrievalSettings, ScoredFormat
 from xgrid.metrics.retrieval import (accuracy_at_1, bucc_f1, bucc_mine, bucc_optimal_threshold, cls_pool,
                                      l2_normalize, mean_average_precision_at_k, mean_pool)
-from xgrid.tasks.spec import LoadContext, MissingSplitError
 
-Pooling = Literal["mean", "cls"]
-
-
-@dataclass(frozen=True)
-class RetrievalSettings:
-    layer: int | None = None  # None: the last layer
-    pooling: Pooling = "mean"
-    batch_size: int = 64
-    max_length: int = 128
 
 
 @torch.no_grad()
@@ -78,37 +70,28 @@ def _clean(texts) -> list[str]:
     return [str(t).strip() for t in texts]
 
 
-class ParallelSentenceRetrieval:
-    """The "retrieval" format: Tatoeba-style accuracy@1 itself, the other modes by delegation (module docstring)."""
+class ParallelSentenceRetrieval(ScoredFormat):
+    """Tatoeba: each source sentence retrieves its translation among the target side; accuracy@1."""
 
     name = "retrieval"
-    trains = False
 
-    def evaluate_encoder(self, encoder, tokenizer, examples: datasets.Dataset, task, language: str,
+    def evaluate_encoder(self, encoder, tokenizer, examples: datasets.Dataset, task: FormatTask, language: str,
                          settings: RetrievalSettings, device="cpu", load: LoadContext | None = None) -> dict[str, float]:
-        mode = task.option("mode", "parallel")
-        if mode != "parallel":
-            if mode not in RETRIEVAL_MODES:
-                raise ValueError(f"task {task.name!r}: unknown retrieval mode {mode!r}; known: "
-                                 f"{['parallel', *RETRIEVAL_MODES]}")
-            return RETRIEVAL_MODES[mode].evaluate_encoder(encoder, tokenizer, examples, task, language, settings,
-                                                          device, load)
         src = embed(encoder, tokenizer, _clean(examples[task.option("source", "source_sentence")]), settings, device)
         trg = embed(encoder, tokenizer, _clean(examples[task.option("target", "target_sentence")]), settings, device)
         return accuracy_at_1(src, trg)
 
 
-def _needs_load(task, load: LoadContext | None, what: str) -> LoadContext:
+def _needs_load(task: FormatTask, load: LoadContext | None, what: str) -> LoadContext:
     if load is None:
         raise ValueError(f"task {task.name!r}: scoring needs {what}; pass the phase's LoadContext as load=")
     return load
 
 
-class BitextMining:
+class BitextMining(ScoredFormat):
     """BUCC 2018: margin-based mining, threshold tuned on the dev split and applied to the test split."""
 
     name = "bitext_mining"
-    trains = False
 
     def _sides(self, examples: datasets.Dataset, task):
         s_col, t_col = task.option("source", "source_sentence"), task.option("target", "target_sentence")
@@ -188,20 +171,26 @@ def map_at_k_chunked(queries: np.ndarray, candidates: np.ndarray, relevant: list
     return {f"map@{k}": total / q.shape[0]}
 
 
-class RankingRetrieval:
-    """LAReQA and Mewsli-X: rank a candidate pool for each query; mAP@k."""
+class Pool(NamedTuple):
+    """What a ranking protocol ranks: query texts and candidate texts (each optionally paired with a second text
+    for the tokenizer), and for each query the indices of its relevant candidates."""
 
-    name = "ranking_retrieval"
-    trains = False
+    queries: list[str]
+    query_pairs: list[str] | None
+    candidates: list[str]
+    candidate_pairs: list[str] | None
+    relevant: list[set[int]]
+
+
+class RankingRetrieval(ScoredFormat):
+    """Rank a candidate pool for each query; mAP@k. Subclasses say what the pool is."""
+
+    @abstractmethod
+    def pool(self, examples: datasets.Dataset, task: FormatTask, load: LoadContext | None) -> Pool:
+        """The queries of `examples` and the pool they rank."""
 
     def evaluate_encoder(self, encoder, tokenizer, examples, task, language, settings, device="cpu", load=None):
-        pool = task.option("pool", "answer_sentences")
-        if pool == "answer_sentences":
-            queries, q_pairs, candidates, c_pairs, relevant = self._answer_sentences(examples, task, load)
-        elif pool == "candidates":
-            queries, q_pairs, candidates, c_pairs, relevant = self._entity_candidates(examples, task, load)
-        else:
-            raise ValueError(f"task {task.name!r}: unknown ranking pool {pool!r} (answer_sentences, candidates)")
+        queries, q_pairs, candidates, c_pairs, relevant = self.pool(examples, task, load)
         keep = [i for i, rel in enumerate(relevant) if rel]
         if not keep:
             raise ValueError(f"task {task.name!r} ({language}): no query has a relevant candidate in the pool")
@@ -210,7 +199,14 @@ class RankingRetrieval:
         c_emb = embed(encoder, tokenizer, candidates, settings, device, c_pairs)
         return map_at_k_chunked(q_emb, c_emb, [relevant[i] for i in keep], task.option("k", 20))
 
-    def _answer_sentences(self, examples, task, load):
+
+class AnswerRetrieval(RankingRetrieval):
+    """LAReQA: questions retrieve answer sentences from the sentences of every language's contexts."""
+
+    name = "answer_retrieval"
+    reads_every_language = True
+
+    def pool(self, examples, task, load):
         load = _needs_load(task, load, "every language's contexts for the multilingual candidate pool")
         sentences, contexts, answer_sentence = [], [], {}  # answer_sentence: (lang, question id) -> candidate
         for lang in task.languages:
@@ -232,9 +228,15 @@ class RankingRetrieval:
                     answer_sentence[(lang, qid)] = hit
         relevant = [{i for (lang, qid), i in answer_sentence.items() if qid == question_id} for question_id in examples["id"]]
         c_pairs = contexts if task.option("candidate_context", True) else None
-        return [q.strip() for q in examples["question"]], None, sentences, c_pairs, relevant
+        return Pool([q.strip() for q in examples["question"]], None, sentences, c_pairs, relevant)
 
-    def _entity_candidates(self, examples, task, load):
+
+class EntityRetrieval(RankingRetrieval):
+    """Mewsli-X: mentions in context retrieve their entity's description from the source's candidate set."""
+
+    name = "entity_retrieval"
+
+    def pool(self, examples, task, load):
         load = _needs_load(task, load, "the candidate set")
         loader = getattr(task.source, "load_candidates", None)
         if loader is None:
@@ -242,8 +244,5 @@ class RankingRetrieval:
         candidates = loader(task, load)
         index = {eid: i for i, eid in enumerate(candidates["entity_id"])}
         relevant = [{index[e]} if e in index else set() for e in examples["entity_id"]]
-        return (_clean(examples["mention"]), _clean(examples["context"]), _clean(candidates["description"]), None,
-                relevant)
-
-
-RETRIEVAL_MODES: dict[str, Any] = {"bitext_mining": BitextMining(), "ranking": RankingRetrieval()}
+        return Pool(_clean(examples["mention"]), _clean(examples["context"]), _clean(candidates["description"]), None,
+                    relevant)

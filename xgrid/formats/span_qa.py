@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xgrid.formats.base import Format, encode
+from xgrid.formats.base import TrainedFormat, encode
 from xgrid.metrics.qa import mlqa_metrics, squad_metrics
 
 
@@ -26,7 +26,7 @@ class SpanHead(nn.Module):
         return self.out(hidden)  # [B, T, 2]: start and end logits
 
 
-class SpanQA(Format):
+class SpanQA(TrainedFormat):
     name = "span_qa"
 
     def featurize(self, examples, tokenizer, task, max_length, training):

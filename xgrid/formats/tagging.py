@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xgrid.formats.base import Format, label_indexer, label_names, pad_sequences
+from xgrid.formats.base import TrainedFormat, label_indexer, label_names, pad_sequences
 from xgrid.metrics.tagging import seqeval_metrics
 
 IGNORE = -100
@@ -27,7 +27,7 @@ class TokenHead(nn.Module):
         return self.out(self.dropout(hidden))
 
 
-class Tagging(Format):
+class Tagging(TrainedFormat):
     name = "tagging"
 
     def _columns(self, task):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
+from xgrid.data.sources import LoadContext, MissingSplitError
 from xgrid.tasks.registry import TaskRegistry, TaskSelection, UnknownTaskError
-from xgrid.tasks.spec import KINDS, LoadContext, TaskSpec
+from xgrid.tasks.spec import KINDS, TaskSpec
 
 # Each module listed here exposes ENTRIES: a tuple of TaskSpec. Adding a task = adding an entry to one of them.
 ENTRY_MODULES = ("xgrid.tasks.embedded", "xgrid.tasks.hub")
@@ -27,5 +28,6 @@ def default_registry() -> TaskRegistry:
     return registry
 
 
-__all__ = ["KINDS", "LoadContext", "TaskRegistry", "TaskSelection", "TaskSpec", "UnknownTaskError",
-           "default_registry"]
+# LoadContext and MissingSplitError live with the data sources; callers that load a task's data get them here.
+__all__ = ["KINDS", "LoadContext", "MissingSplitError", "TaskRegistry", "TaskSelection", "TaskSpec",
+           "UnknownTaskError", "default_registry"]

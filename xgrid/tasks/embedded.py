@@ -1,7 +1,7 @@
 """Registry entries of the embedded micro-benchmark (offline default). One entry per task; see
 `xgrid.data.microbench` for how the data are generated and which effect is planted."""
 
-from xgrid.tasks.sources import EmbeddedSource
+from xgrid.data.sources import EmbeddedSource
 from xgrid.tasks.spec import TaskSpec
 
 MB_LANGUAGES = ("en", "xa", "xb", "xc")

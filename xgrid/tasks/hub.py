@@ -2,7 +2,7 @@
 
 Each entry names its hub dataset (or local corpus), the config per language, how split roles map to hub splits,
 the columns its format reads, its metric, its XTREME-R group and an approximate English training size
-(`train_size`, from the dataset cards; `xgrid.cost` uses it). Language lists are XTREME-R's (PAWS-X and BUCC,
+(`train_size`, from the dataset cards; `xgrid.planning.cost` uses it). Language lists are XTREME-R's (PAWS-X and BUCC,
 dropped by XTREME-R, keep XTREME's). Choices that are not obvious from the data:
 
 * XNLI reads `facebook/xnli` (one config per language; premise, hypothesis and a ClassLabel in MNLI's order:
@@ -27,8 +27,9 @@ dropped by XTREME-R, keep XTREME's). Choices that are not obvious from the data:
 
 from __future__ import annotations
 
-from xgrid.tasks.hub_sources import (DEPREL_LABELS, BuccSource, CcgbankSource, DropLabel, HubSource, MewsliXSource,
-                                     RenameColumns, StripDeprelSubtypes, TydiqaSource, UdToXtremePos)
+from xgrid.data.hub import (DEPREL_LABELS, DropLabel, HubSource, RenameColumns, StripDeprelSubtypes, TydiqaSource,
+                            UdToXtremePos)
+from xgrid.data.local_corpora import BuccSource, CcgbankSource, MewsliXSource
 from xgrid.tasks.spec import TaskSpec
 
 EN = ("en",)
@@ -190,23 +191,22 @@ TARGETS: tuple[TaskSpec, ...] = (
              "TyDiQA-GoldP; English training examples only (ids english-...), dev sets as test", group="qa",
              options={"train_size": 3_326}),
     # --- retrieval: scored from the encoder, no target training ---
-    TaskSpec("bucc2018", "retrieval", "other", BUCC_LANGS,
+    TaskSpec("bucc2018", "bitext_mining", "other", BUCC_LANGS,
              BuccSource(HubSource("google/xtreme", "bucc18.{code}", splits=EVAL_ONLY)), "f1",
              "BUCC 2018 bitext mining: ratio margin, threshold tuned on the sample (dev) split", group="retrieval",
-             options={"mode": "bitext_mining", "source_id": "source_lang", "target_id": "target_lang",
-                      "neighbours": 4, "train_size": 0}),
+             options={"source_id": "source_lang", "target_id": "target_lang", "neighbours": 4, "train_size": 0}),
     TaskSpec("tatoeba", "retrieval", "other", TATOEBA_LANGS,
              HubSource("google/xtreme", "tatoeba.{code}", codes=TATOEBA_CODES, splits={"test": "validation"},
                        overrides={(lang, "test"): TATOEBA_EXTRA for lang in TATOEBA_EXTRA_CODES}),
              "accuracy", "Tatoeba: xx -> English nearest neighbour, accuracy@1", group="retrieval",
-             options={"mode": "parallel", "train_size": 0}),
-    TaskSpec("lareqa", "retrieval", "other", LAREQA_LANGS,
+             options={"train_size": 0}),
+    TaskSpec("lareqa", "answer_retrieval", "other", LAREQA_LANGS,
              HubSource("google-research-datasets/xquad_r", "{code}", splits={"test": "validation"}), "map@20",
              "LAReQA (XQuAD-R): answer-sentence retrieval from the 11-language pool, mAP@20", group="retrieval",
-             same_data_as=("squad",), options={"mode": "ranking", "pool": "answer_sentences", "k": 20, "train_size": 0}),
-    TaskSpec("mewsli_x", "retrieval", "other", MEWSLIX_LANGS, MewsliXSource(), "map@20",
+             same_data_as=("squad",), options={"k": 20, "train_size": 0}),
+    TaskSpec("mewsli_x", "entity_retrieval", "other", MEWSLIX_LANGS, MewsliXSource(), "map@20",
              "Mewsli-X entity retrieval, mAP@20 (local files only: set local_paths.mewsli_x)", group="retrieval",
-             options={"mode": "ranking", "pool": "candidates", "k": 20, "train_size": 0}),
+             options={"k": 20, "train_size": 0}),
 )
 
 ENTRIES: tuple[TaskSpec, ...] = INTERMEDIATES + TARGETS

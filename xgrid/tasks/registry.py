@@ -9,6 +9,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from xgrid.formats import get_format
 from xgrid.tasks.spec import TaskSpec
 
 
@@ -78,6 +79,10 @@ class TaskRegistry:
             raise UnknownTaskError(name, [spec.variant(lang) for lang in difflib.get_close_matches(
                 language, spec.languages, n=2, cutoff=0.5)])
         return TaskSelection(spec, (language,))
+
+    def trains(self, task: TaskSpec) -> bool:
+        """Whether a task is fine-tuned on, or scored from the encoder as it is (retrieval): its format says."""
+        return get_format(task.format).trains
 
     def train_task_of(self, target: TaskSpec) -> TaskSpec:
         """The task whose English training data a target fine-tunes on (itself unless it names another)."""

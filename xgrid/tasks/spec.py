@@ -2,45 +2,22 @@
 
 A TaskSpec says which format featurizes, heads, decodes and scores it, which kind of intermediate task it is,
 which languages it covers and where its data comes from. Nothing here trains or loads: the registry stays data.
+Whether a task is trained at all is its format's to say (`TaskRegistry.trains`): a spec names its format and
+does not import the formats.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Mapping, Protocol, runtime_checkable
+from typing import Any, Literal, Mapping
 
-import datasets
+from xgrid.data.sources import DataSource
 
 Kind = Literal["syntactic", "semantic", "ner", "other"]
 # XTREME-R's four groups; intermediates carry None.
 TargetGroup = Literal["classification", "tagging", "qa", "retrieval"]
 KINDS: tuple[str, ...] = ("syntactic", "semantic", "ner", "other")
-# Canonical split roles: English training data, model-selection data, final evaluation data.
-SplitRole = Literal["train", "dev", "test"]
-
-
-class MissingSplitError(ValueError):
-    """A task has no data for this (language, split role): e.g. XNLI has no train split, XQuAD no dev split."""
-
-
-@dataclass(frozen=True)
-class LoadContext:
-    """Everything a data source may need beyond (language, split); built from the validated search space."""
-
-    microbench_seed: int = 0
-    max_examples: int | None = None  # cap per split, for smoke runs of real data
-    local_paths: Mapping[str, str] = field(default_factory=dict)  # task name -> local path (CCGbank, Mewsli-X)
-    cache_dir: str | None = None
-
-
-@runtime_checkable
-class DataSource(Protocol):
-    """Where a task's examples come from. Returns rows in the schema of the task's hub dataset."""
-
-    def load(self, task: "TaskSpec", language: str, role: SplitRole, ctx: LoadContext) -> datasets.Dataset: ...
-
-    def describe(self) -> str: ...
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -74,13 +51,6 @@ class TaskSpec:
     @property
     def is_target(self) -> bool:
         return self.group is not None
-
-    @property
-    def trains(self) -> bool:
-        """Whether the task is fine-tuned on, or scored from the encoder as it is (retrieval): its format says."""
-        from xgrid.formats import get_format  # formats import this module for the TaskSpec type
-
-        return get_format(self.format).trains
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
