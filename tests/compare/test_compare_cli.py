@@ -83,8 +83,10 @@ def test_no_stage2_runs_and_no_baseline_exit_2(grid_store):  # noqa: F811
     _one_line_error(_run("cli-nobase", "--tracking-uri", grid_store.uri), "no baseline cells")
 
 
-def test_default_tracking_uri_matches_the_search(tmp_path):
-    from xgrid.tracking import default_tracking_uri as search_default
-
-    assert default_tracking_uri(tmp_path / "runs") == search_default(tmp_path / "runs")
-    assert default_tracking_uri() == search_default()
+def test_default_tracking_uri_matches_the_search(tmp_path, monkeypatch):
+    """Without --tracking-uri, compare looks where `xgrid search --output-dir` writes: <output-dir>/mlflow.db."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = _run("anything", "--output-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 2
+    assert str((tmp_path / "runs" / "mlflow.db").absolute()) in " ".join(result.output.split())
+    assert default_tracking_uri(tmp_path / "runs") == f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').absolute()}"

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from xgrid.cli.common import console, fail
+from xgrid.tracking import TrackingError
 from xgrid.tracking_schema import default_tracking_uri
 
 DEFAULT_OUTPUT_DIR = Path("xgrid_runs")
@@ -30,8 +31,6 @@ def compare(
                                              envvar="XGRID_OUTPUT_DIR")] = DEFAULT_OUTPUT_DIR,
 ) -> None:
     """Syntactic vs semantic intermediate tasks of a search: gains over 'none', by target, group and language."""
-    from mlflow.exceptions import MlflowException
-
     from xgrid.compare.report import build_report, log_report, safe_name, write_report
     from xgrid.compare.runs import CompareError, load_runs
 
@@ -41,8 +40,8 @@ def compare(
         report = build_report(runs, n_boot=n_boot, seed=seed)
     except CompareError as err:
         raise fail(str(err)) from None
-    except MlflowException as err:  # the server cannot be reached, a store of another version ...
-        raise fail(f"MLflow ({uri}): {str(err).strip().splitlines()[0]}") from None
+    except TrackingError as err:  # the server cannot be reached, a store of another version ...
+        raise fail(f"MLflow ({uri}): {err}") from None
 
     print_report(report)
     out_dir = out or output_dir / "compare" / safe_name(report.experiment or experiment)
@@ -54,9 +53,8 @@ def compare(
         run_id = log_report(files, report.experiment or experiment, uri, report.parent_run_id)
     except CompareError as err:
         raise fail(str(err)) from None
-    except MlflowException as err:
-        raise fail(f"logging to MLflow ({uri}) failed, the files are in {out_dir}: "
-                   f"{str(err).strip().splitlines()[0]}", code=1) from None
+    except TrackingError as err:
+        raise fail(f"logging to MLflow ({uri}) failed, the files are in {out_dir}: {err}", code=1) from None
     console.print(f"logged them to MLflow run {run_id} (experiment {report.experiment!r}) under compare/  ({uri})")
 
 

@@ -24,8 +24,9 @@ import pandas as pd
 
 from xgrid.compare import stats
 from xgrid.compare.plots import KIND_ORDER
-from xgrid.compare.runs import CompareError, open_client, find_experiment, search_all_runs
+from xgrid.compare.runs import CompareError, open_experiment
 from xgrid import tracking_schema as schema
+from xgrid.tracking import open_writer
 
 __all__ = ["Report", "build_report", "write_report", "log_report", "KIND_A", "KIND_B", "KIND_ORDER", "ALL_GROUPS"]
 
@@ -310,25 +311,17 @@ def _json_default(value: Any):
         return str(value)
 
 
-def find_parent_run(client, experiment_id: str) -> str | None:
-    """The most recent search run (tag stage = search) of the experiment."""
-    parents = search_all_runs(client, experiment_id, f"tags.{schema.STAGE} = '{schema.SEARCH_STAGE}'")
-    if not parents:
-        return None
-    return max(parents, key=lambda r: (r.info.start_time or 0, r.info.run_id)).info.run_id
-
-
 def log_report(report_files: list[Path], experiment: str, tracking_uri: str | None,
                parent_run_id: str | None = None) -> str:
     """Log the files as artifacts under ``compare/`` of the search's parent run; returns that run's id.
 
     Without ``parent_run_id`` the experiment's most recent search run is used."""
-    client = open_client(tracking_uri)
-    exp = find_experiment(client, experiment)
-    run_id = parent_run_id or find_parent_run(client, exp.experiment_id)
+    reader, exp = open_experiment(experiment, tracking_uri)
+    run_id = parent_run_id or reader.find_parent_run(exp.experiment_id)
     if run_id is None:
         raise CompareError(f"experiment {exp.name!r} has no search run (tag {schema.STAGE}={schema.SEARCH_STAGE}) "
                            "to log the comparison to; use --no-log")
+    writer = open_writer(tracking_uri, exp.name)  # the experiment exists: found above, by name or id
     for path in report_files:
-        client.log_artifact(run_id, str(path), ARTIFACT_DIR)
+        writer.log_artifact(run_id, path, ARTIFACT_DIR)
     return run_id

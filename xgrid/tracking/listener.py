@@ -1,0 +1,158 @@
+"""Tracking of a search, from the driver: a parent run per search and a child run for every stage-1 training,
+stage-2 trial and retrieval evaluation (names in `xgrid.tracking_schema`), written through any `RunWriter`.
+
+The listener hears the search's events in the driver process, so every run it opens is closed by a process
+that is alive: trials stopped by the scheduler end KILLED, failed ones FAILED, and an interrupted search
+closes whatever is open before it exits. Workers never need to reach the tracking store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xgrid import tracking_schema as schema
+from xgrid.config import SearchSpace
+from xgrid.events import SearchListener, TrialRecord
+from xgrid.planning.plan import Plan, Stage1Job
+from xgrid.tracking.base import FAILED, FINISHED, KILLED, RunWriter
+
+# Files of the search folder kept with the parent run: what was planned, then what came out.
+START_ARTIFACTS = ("space.yaml", "plan.json")
+END_ARTIFACTS = ("results.json", "results.csv")
+ERROR_CHARS = 5000  # an error tag holds the reason, not a whole log
+RUN_STATUS = {"completed": FINISHED, "stopped": KILLED, "failed": FAILED}  # TrialRecord.status -> run status
+
+
+def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != schema.EPOCH}
+
+
+def _hparams(prefix: str, settings: Any) -> dict[str, str]:
+    """A phase's settings as params; the learning rate is logged on its own (fixed, sampled or absent)."""
+    return {f"{prefix}{k}": str(v) for k, v in settings.model_dump(mode="json").items() if k != schema.LEARNING_RATE}
+
+
+def _step(metrics: dict[str, Any]) -> int:
+    return int(metrics.get(schema.EPOCH, 0))
+
+
+class TrackingListener(SearchListener):
+    """Turns search events into runs. The space comes with the plan (`search_started`); everything about a cell
+    (its target's metric, whether it trains) comes with the cell, so no registry is needed."""
+
+    def __init__(self, writer: RunWriter):
+        self.writer = writer
+        self.space: SearchSpace | None = None
+        self.parent_id: str | None = None
+        self.search_dir: Path | None = None
+        self._open: dict[str, str] = {}  # our key -> run id, for everything not yet ended
+
+    @property
+    def experiment_id(self) -> str:
+        return self.writer.experiment_id
+
+    @property
+    def tracking_uri(self) -> str | None:
+        return self.writer.tracking_uri
+
+    # --- helpers --------------------------------------------------------------------------------------------
+    def _common_tags(self) -> dict[str, str]:
+        r = self.space.retrieval
+        return {schema.PARENT_TAG: self.parent_id, schema.SEARCH_ID_TAG: self.search_dir.name,
+                schema.POLICY_TAG: self.space.selection_policy,
+                schema.RETRIEVAL_LAYER_TAG: "last" if r.layer is None else str(r.layer),
+                schema.RETRIEVAL_POOLING_TAG: r.pooling}
+
+    def _start(self, key: str, name: str, tags: dict[str, str], params: dict[str, str]) -> None:
+        run_id = self.writer.create_run(name, self._common_tags() | tags)
+        self.writer.log_params(run_id, params)
+        self._open[key] = run_id
+
+    def _end(self, key: str, status: str) -> None:
+        run_id = self._open.pop(key, None)
+        if run_id is not None:
+            self.writer.end_run(run_id, status)
+
+    def _log_files(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            if (self.search_dir / name).is_file():
+                self.writer.log_artifact(self.parent_id, self.search_dir / name)
+
+    # --- search ---------------------------------------------------------------------------------------------
+    def search_started(self, plan: Plan, search_dir: str) -> None:
+        self.space, self.search_dir = plan.space, Path(search_dir)
+        space, search_id = plan.space, self.search_dir.name
+        self.parent_id = self.writer.create_run(
+            f"search-{search_id}", {schema.STAGE: schema.SEARCH_STAGE, schema.SEARCH_ID_TAG: search_id,
+                                    schema.SPACE_TAG: space.name, schema.SPACE_FINGERPRINT_TAG: space.fingerprint(),
+                                    schema.POLICY_TAG: space.selection_policy})
+        self.writer.log_params(self.parent_id, {
+            "targets": ",".join(space.targets), "seeds": str(space.seeds), "cells": str(len(plan.cells)),
+            "stage1_jobs": str(len(plan.trained_jobs)), "trials_per_cell": str(space.search.trials_per_cell),
+            "scheduler": space.search.scheduler, "search_folder": str(self.search_dir)})
+        self._log_files(START_ARTIFACTS)
+
+    def search_finished(self, status: str) -> None:
+        # Anything still open was cut off by the end of the search (interrupt, stage failure).
+        for key in list(self._open):
+            self._end(key, KILLED if status == KILLED else FAILED)
+        if self.parent_id is None:
+            return
+        self._log_files(END_ARTIFACTS)
+        self.writer.end_run(self.parent_id, status)
+
+    # --- stage 1 --------------------------------------------------------------------------------------------
+    def stage1_started(self, job: Stage1Job) -> None:
+        training = self.space.intermediate_training
+        tags = {schema.STAGE: schema.STAGE1, schema.BASE_MODEL_TAG: job.base_model.name,
+                schema.INTERMEDIATE_TAG: job.intermediate, schema.INTERMEDIATE_TASKS_TAG: ",".join(job.tasks),
+                schema.KIND_TAG: job.kind, schema.SEED_TAG: str(job.seed), schema.STAGE1_KEY_TAG: job.key}
+        self._start(f"stage1:{job.key}", f"stage1-{job.intermediate}-s{job.seed}", tags,
+                    {schema.LEARNING_RATE: str(training.learning_rate)} | _hparams("", training))
+
+    def stage1_finished(self, job: Stage1Job, trained: bool, result: dict[str, Any] | None) -> None:
+        if not trained:
+            return  # reused from the store, or the baseline: nothing was trained in this search
+        run_id = self._open[f"stage1:{job.key}"]
+        for record in (result or {}).get("history", []):
+            self.writer.log_metrics(run_id, _numeric(record), step=_step(record))
+        for metrics in (result or {}).get("final", {}).get(schema.ENGLISH_DEV, {}).values():
+            self.writer.log_metrics(run_id, _numeric(metrics))
+        self._end(f"stage1:{job.key}", FINISHED)
+
+    def stage1_failed(self, job: Stage1Job, error: str) -> None:
+        run_id = self._open.get(f"stage1:{job.key}")
+        if run_id:
+            self.writer.set_tags(run_id, {schema.ERROR_TAG: error[:ERROR_CHARS]})
+        self._end(f"stage1:{job.key}", FAILED)
+
+    # --- stage 2 and retrieval ------------------------------------------------------------------------------
+    def trial_started(self, record: TrialRecord) -> None:
+        cell, stage = record.cell, record.stage
+        target, intermediate = self.space.target_training, self.space.intermediate_training
+        # A retrieval evaluation trains nothing on the target: no learning rate, no target training settings.
+        params = ({schema.LEARNING_RATE: str(record.learning_rate)} | _hparams("", target)
+                  if stage == schema.STAGE2 else {})
+        params |= _hparams(schema.INTERMEDIATE_PARAM_PREFIX, intermediate) | {
+            f"{schema.INTERMEDIATE_PARAM_PREFIX}{schema.LEARNING_RATE}": str(intermediate.learning_rate)}
+        tags = cell.tags() | {schema.STAGE: stage, schema.TRIAL_ID_TAG: record.trial_id, schema.METRIC_TAG: cell.metric}
+        self._start(record.trial_id, f"{cell.target}-{cell.intermediate}-s{cell.seed}-{record.trial_id[-5:]}",
+                    tags, params)
+
+    def trial_result(self, record: TrialRecord, metrics: dict[str, Any]) -> None:
+        run_id = self._open.get(record.trial_id)
+        if run_id is not None:
+            per_epoch = {k: v for k, v in _numeric(metrics).items() if schema.is_epoch_metric(k)}
+            self.writer.log_metrics(run_id, per_epoch, step=_step(metrics))
+
+    def trial_finished(self, record: TrialRecord) -> None:
+        run_id = self._open.get(record.trial_id)
+        if run_id is None:
+            return
+        final = {k: v for k, v in _numeric(record.metrics).items() if not schema.is_epoch_metric(k)}
+        self.writer.log_metrics(run_id, final, step=_step(record.metrics))
+        self.writer.set_tags(run_id, {schema.STATUS_TAG: record.status}
+                             | ({schema.ERROR_TAG: record.error[:ERROR_CHARS]} if record.error else {}))
+        self._end(record.trial_id, RUN_STATUS[record.status])
