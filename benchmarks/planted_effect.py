@@ -16,15 +16,14 @@ from collections import defaultdict
 from statistics import mean, stdev
 
 from xgrid.config import load_space
-from xgrid.plan import build_plan
-from xgrid.recipes import fixed_learning_rate
+from xgrid.planning.plan import build_plan
+from xgrid.running.local import run_cell
 from xgrid.tasks import default_registry
-from xgrid.transfer import run_cell
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("space", nargs="?", default="search_spaces/microbench_default.yaml")
+    parser.add_argument("space", nargs="?", default="xgrid/spaces/microbench_default.yaml")
     parser.add_argument("--seeds", type=int, nargs="*")
     parser.add_argument("--store", default="/tmp/xgrid-bench-store")
     parser.add_argument("--targets", nargs="*")
@@ -37,13 +36,13 @@ def main() -> None:
         space = space.model_copy(update={"targets": args.targets})
     plan = build_plan(space, registry)
     jobs = {j.key: j for j in plan.jobs}
-    lr = fixed_learning_rate(space)
+    lr = space.target_training.learning_rate.fixed_value()
     scores: dict[tuple[str, str, int], float] = {}
     kinds: dict[str, str] = {}
     started = time.perf_counter()
     for cell in sorted(plan.cells, key=lambda c: (c.seed, c.intermediate, c.target)):
         t0 = time.perf_counter()
-        stage1, result = run_cell(cell, jobs[cell.stage1_key], lr, space, registry, args.store)
+        stage1, result = run_cell(cell, jobs[cell.stage1_key], lr, space, args.store)
         score = result.flat_metrics()[f"{result.metric}.avg_xling"]
         scores[(cell.target, cell.intermediate, cell.seed)] = score
         kinds[cell.intermediate] = cell.kind

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from xgrid.config import parse_space
 from xgrid.models.tiny import ensure_tiny_model
-from xgrid.plan import build_plan
-from xgrid.recipes import stage2_request
-from xgrid.search.events import SearchListener
+from xgrid.events import SearchListener
+from xgrid.planning.plan import build_plan
+from xgrid.running.requests import stage2_request
 from xgrid.search.options import SearchOptions
 from xgrid.search.runner import run_search
-from xgrid.search.workers import run_inline
+from xgrid.search.trial import run_inline
 from xgrid.tasks import default_registry
 
 SPACE = {
@@ -59,8 +59,9 @@ def searched(trials: int, backend: str, root: Path, registry) -> TrialClock:
                                  "resources": SPACE["resources"] | {"trial_backend": backend}}, registry)
     clock = TrialClock()
     t0 = time.perf_counter()
-    run_search(space, registry, SearchOptions(output_root=root / backend, store_root=str(root / "store"),
-                                              ray_init={"num_cpus": 2}), listener=clock)
+    # No tracker: this measures the search machinery alone.
+    run_search(build_plan(space, registry), SearchOptions(output_root=root / backend, store_root=str(root / "store"),
+                                                          ray_init={"num_cpus": 2}, listeners=(clock,)))
     print(f"  {backend}: whole search {time.perf_counter() - t0:.1f} s for {trials} trials")
     return clock
 
@@ -75,7 +76,7 @@ def main() -> None:
     space = parse_space(SPACE, registry)
     base = str(ensure_tiny_model(root / "store", space.microbench_seed))
     (cell,) = build_plan(space, registry).cells
-    request = stage2_request(cell, 0.0015, space, registry, base)
+    request = stage2_request(cell, 0.0015, space, base)
     bare = []
     for _ in range(args.trials):
         t0 = time.perf_counter()

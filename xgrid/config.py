@@ -1,7 +1,7 @@
 """The search space: YAML -> validated, frozen objects. Nothing in xgrid reads YAML anywhere else.
 
 Task names are checked against a registry passed in the validation context, so this module imports nothing
-from the rest of xgrid and every error names its field path (`targets[2]: unknown task 'mb_xnl'; did you
+from the rest of xgrid but the policy names of `tracking_schema`, and every error names its field path (`targets[2]: unknown task 'mb_xnl'; did you
 mean 'mb_xnli'?`).
 """
 
@@ -11,10 +11,13 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+
+from xgrid.tracking_schema import DEFAULT_POLICY, ENGLISH_DEV, TARGET_DEV
 
 NONE_BASELINE = "none"
 EMBEDDED_TINY = "embedded:tiny"
@@ -29,10 +32,41 @@ class Strict(BaseModel):
 
 
 # --- learning-rate search ------------------------------------------------------------------------------------
+# Each form owns what the search does with it: its Optuna distribution, the trials enqueued for each cell, and
+# the one value a plain (unsearched) run uses. Nothing outside this block takes the union apart.
+class FixedRate(RootModel[Annotated[float, Field(gt=0, lt=1)]]):
+    """A single learning rate, written (and dumped) as a bare number."""
+
+    model_config = ConfigDict(frozen=True)
+    searched: ClassVar[bool] = False
+
+    @property
+    def value(self) -> float:
+        return self.root
+
+    def __float__(self) -> float:
+        return self.root
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def optuna_distribution(self):
+        import optuna.distributions as d
+
+        return d.CategoricalDistribution([self.value])
+
+    def enqueued_points(self, cell_ids: list[str], trials_per_cell: int) -> list[dict[str, Any]]:
+        return [{"cell": c, "learning_rate": self.value} for c in cell_ids]
+
+    def fixed_value(self) -> float:
+        return self.value
+
+
 class LogRange(Strict):
     low: Annotated[float, Field(gt=0)]
     high: Annotated[float, Field(gt=0)]
     log: bool = True
+    searched: ClassVar[bool] = True
 
     @model_validator(mode="after")
     def _ordered(self) -> "LogRange":
@@ -40,14 +74,44 @@ class LogRange(Strict):
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         return self
 
+    def optuna_distribution(self):
+        import optuna.distributions as d
+
+        return d.FloatDistribution(self.low, self.high, log=self.log)
+
+    def enqueued_points(self, cell_ids: list[str], trials_per_cell: int) -> list[dict[str, Any]]:
+        # The cell is fixed, the rate left to the sampler (Optuna samples what an enqueued trial omits).
+        return [{"cell": c} for c in cell_ids for _ in range(trials_per_cell)]
+
+    def fixed_value(self) -> float:
+        """The geometric middle of the range (for plain runs)."""
+        return (self.low * self.high) ** 0.5
+
 
 class Choices(Strict):
     values: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
+    searched: ClassVar[bool] = True
+
+    def optuna_distribution(self):
+        import optuna.distributions as d
+
+        return d.CategoricalDistribution(sorted(self.values))
+
+    def enqueued_points(self, cell_ids: list[str], trials_per_cell: int) -> list[dict[str, Any]]:
+        if len(self.values) > trials_per_cell:  # more values than trials: the sampler picks among them
+            return [{"cell": c} for c in cell_ids for _ in range(trials_per_cell)]
+        # Each value for each cell, so the grid inside a cell is complete.
+        values = sorted(self.values)
+        return [{"cell": c, "learning_rate": values[i % len(values)]} for c in cell_ids for i in range(trials_per_cell)]
+
+    def fixed_value(self) -> float:
+        """The middle value (for plain runs)."""
+        return sorted(self.values)[len(self.values) // 2]
 
 
 def _learning_rate_form(value: Any) -> str | None:
     """Pick the form from the value's shape, so an error speaks of the form the user meant, not all three."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, FixedRate) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         return "fixed"
     if isinstance(value, (dict, Choices)):
         return "choices" if isinstance(value, Choices) or "values" in value else "range"
@@ -55,7 +119,7 @@ def _learning_rate_form(value: Any) -> str | None:
 
 
 LearningRate = Annotated[
-    Union[Annotated[Annotated[float, Field(gt=0, lt=1)], Tag("fixed")], Annotated[LogRange, Tag("range")],
+    Union[Annotated[FixedRate, Tag("fixed")], Annotated[LogRange, Tag("range")],
           Annotated[Choices, Tag("choices")]],
     Discriminator(_learning_rate_form, custom_error_type="learning_rate_form",
                   custom_error_message="a learning rate is a number, {low, high, log} or {values: [...]}"),
@@ -76,7 +140,7 @@ class TrainingSettings(Strict):
 
     @property
     def searched(self) -> bool:
-        return not isinstance(self.learning_rate, float)
+        return self.learning_rate.searched
 
 
 class IntermediateTraining(TrainingSettings):
@@ -152,7 +216,7 @@ class SearchSpace(Strict):
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
     intermediate_training: IntermediateTraining = IntermediateTraining()
     target_training: TrainingSettings
-    selection_policy: Literal["english_dev", "target_dev"] = "english_dev"
+    selection_policy: Literal[ENGLISH_DEV, TARGET_DEV] = DEFAULT_POLICY
     retrieval: RetrievalConfig = RetrievalConfig()
     search: SearchSettings = SearchSettings()
     resources: Resources = Resources()
@@ -206,6 +270,15 @@ class SearchSpace(Strict):
         return self
 
     # --- derived ---------------------------------------------------------------------------------------------
+    def with_resources(self, overrides: dict[str, Any]) -> "SearchSpace":
+        """The space with resource overrides applied (CLI flags; None keeps the space's value), validated again
+        so an override cannot bypass the resource rules."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if not overrides:
+            return self
+        resources = Resources.model_validate(self.resources.model_dump() | overrides)
+        return self.model_copy(update={"resources": resources})
+
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
 
@@ -220,7 +293,7 @@ def _task_problem(registry: Any, name: str, path: str, want_target: bool | None)
     if want_target is True and not task.is_target:
         return [f"{path}: {name!r} is not a target task (it has no evaluation languages group); "
                 f"targets are: {', '.join(t.name for t in registry if t.is_target)}"]
-    if want_target is False and not task.trains:
+    if want_target is False and not registry.trains(task):
         return [f"{path}: {name!r} is a {task.format} task (scored, not trained) and cannot be an intermediate task"]
     return []
 

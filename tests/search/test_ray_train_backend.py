@@ -6,8 +6,7 @@ import json
 import pytest
 
 from xgrid.config import parse_space
-from xgrid.search.options import SearchOptions
-from xgrid.search.runner import run_search
+from tests.search.helpers import tracked_search
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +26,7 @@ def test_search_with_two_ddp_workers_per_trial(tmp_path, registry):
         "resources": {"workers_per_trial": 2, "cpus_per_worker": 1, "max_concurrent_trials": 1,
                       "trial_backend": "ray_train"},
     }, registry)
-    outcome = run_search(space, registry, SearchOptions(output_root=tmp_path, ray_init={"num_cpus": 2}))
+    outcome, tracker = tracked_search(space, registry, tmp_path)
     assert outcome.stage1_trained == 1
     (record,) = outcome.records["mb_udpos"]
     assert record.status == "completed", record.error
@@ -41,8 +40,8 @@ def test_search_with_two_ddp_workers_per_trial(tmp_path, registry):
     # The stage-1 run's per-epoch record reached MLflow (read from the checkpoint the workers wrote).
     from mlflow import MlflowClient
 
-    client = MlflowClient(outcome.extras["tracking_uri"])
-    (stage1,) = client.search_runs([outcome.extras["mlflow_experiment_id"]], "tags.stage = 'stage1'")
+    client = MlflowClient(tracker.tracking_uri)
+    (stage1,) = client.search_runs([tracker.experiment_id], "tags.stage = 'stage1'")
     assert stage1.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(stage1.info.run_id, "select.english_dev")] == [1]
 
@@ -54,8 +53,8 @@ def test_fsdp2_stage1_on_cpu_saves_a_loadable_encoder(tmp_path, registry, tiny_m
 
     from xgrid.config import Resources
     from xgrid.models.loading import load_encoder
-    from xgrid.search.workers import torch_trainer
-    from xgrid.store import CheckpointStore
+    from xgrid.search.trial import torch_trainer
+    from xgrid.running.store import CheckpointStore
     from xgrid.training.phase import SUMMARY_FILE, Hparams, PhaseRequest
 
     request = PhaseRequest(tiny_model, (registry.get("mb_chunk"),),

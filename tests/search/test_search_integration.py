@@ -10,8 +10,10 @@ import pytest
 from mlflow import MlflowClient
 
 from xgrid.config import parse_space
+from xgrid.planning.plan import build_plan
 from xgrid.search.options import SearchOptions
 from xgrid.search.runner import run_search
+from tests.search.helpers import tracked_search
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +38,10 @@ SPACE = {
 def searches(tmp_path_factory, registry):
     root = tmp_path_factory.mktemp("runs")
     space = parse_space(SPACE, registry)
-    options = SearchOptions(output_root=root, ray_init={"num_cpus": 2})
-    first = run_search(space, registry, options)
-    second = run_search(space, registry, options)
-    return first, second, options
+    first, first_tracker = tracked_search(space, registry, root)
+    second, second_tracker = tracked_search(space, registry, root)
+    first.tracker, second.tracker = first_tracker, second_tracker
+    return first, second, SearchOptions(output_root=root)
 
 
 def test_every_cell_has_per_language_results(searches, registry):
@@ -86,17 +88,17 @@ def test_results_files_are_written(searches):
 
 def test_mlflow_parent_child_structure_tags_and_metrics(searches, registry):
     first, second, options = searches
-    client = MlflowClient(first.extras["tracking_uri"])
+    client = MlflowClient(first.tracker.tracking_uri)
     experiment = client.get_experiment_by_name("it-search")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     parents = [r for r in runs if r.data.tags.get("stage") == "search"]
     assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
-    first_parent = first.extras["mlflow_parent_run_id"]
+    first_parent = first.tracker.parent_id
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first_parent]
     by_stage = Counter(r.data.tags["stage"] for r in children)
     assert by_stage == {"stage1": 2, "stage2": 6, "retrieval": 3}
-    second_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == second.extras["mlflow_parent_run_id"]]
+    second_children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == second.tracker.parent_id]
     assert Counter(r.data.tags["stage"] for r in second_children)["stage1"] == 0  # nothing trained the 2nd time
     stopped = [r for r in children if r.data.tags.get("trial_status") == "stopped"]
     assert stopped and {r.info.status for r in stopped} == {"KILLED"}
@@ -133,8 +135,7 @@ def test_searched_learning_rate_range_gives_every_cell_its_trials(tmp_path, regi
                                  "target_training": SPACE["target_training"] | {"learning_rate": {"low": 1e-3,
                                                                                                   "high": 5e-3}},
                                  "search": {"trials_per_cell": 3, "scheduler": "none"}}, registry)
-    outcome = run_search(space, registry, SearchOptions(output_root=tmp_path, ray_init={"num_cpus": 2},
-                                                        tracking=False))
+    outcome = run_search(build_plan(space, registry), SearchOptions(output_root=tmp_path, ray_init={"num_cpus": 2}))
     (records,) = outcome.records.values()
     assert len(records) == 3 and {r.status for r in records} == {"completed"}
     rates = [r.learning_rate for r in records]
@@ -150,13 +151,13 @@ def test_failing_trials_are_reported_not_lost(tmp_path, registry):
                                  "target_training": SPACE["target_training"] | {"max_length": 12,
                                                                                 "learning_rate": 0.003},
                                  "search": {"trials_per_cell": 1, "scheduler": "none"}}, registry)
-    outcome = run_search(space, registry, SearchOptions(output_root=tmp_path, ray_init={"num_cpus": 2}))
+    outcome, tracker = tracked_search(space, registry, tmp_path)
     (qa,) = outcome.records["mb_xquad"]
     assert qa.status == "failed" and "leaves no room for the context" in qa.error
     (tagging,) = outcome.records["mb_udpos"]
     assert tagging.status == "completed"  # one target's failure does not stop the others
-    client = MlflowClient(outcome.extras["tracking_uri"])
-    failed = client.search_runs([outcome.extras["mlflow_experiment_id"]], "tags.target = 'mb_xquad'")
+    client = MlflowClient(tracker.tracking_uri)
+    failed = client.search_runs([tracker.experiment_id], "tags.target = 'mb_xquad'")
     assert [r.info.status for r in failed] == ["FAILED"]
     assert "leaves no room" in failed[0].data.tags["error"]
     assert "leaves no room" in (outcome.search_dir / "results.json").read_text()

@@ -11,7 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.tasks.hub_fake import fixture_dataset
-from xgrid.cli import app, common, prefetch_cmd
+from xgrid.cli import app, common
+from xgrid.models import hub as model_hub
 from xgrid.tasks import default_registry
 from xgrid.tasks import hub
 
@@ -74,7 +75,7 @@ def test_prefetch_downloads_every_split_and_model(tmp_path, monkeypatch, wide_co
 
     monkeypatch.setattr(datasets, "load_dataset", hub_load)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(prefetch_cmd, "fetch_model", lambda repo, cache_dir: models.append(repo) or "/cache")
+    monkeypatch.setattr(model_hub, "fetch_model", lambda repo, cache_dir: models.append(repo) or "/cache")
     result = runner.invoke(app, ["prefetch", str(_space(tmp_path))])
     assert result.exit_code == 0, result.output
     online = {(p, n, s) for p, n, s, offline in calls if not offline}
@@ -104,6 +105,6 @@ def test_prefetch_refuses_offline_mode(tmp_path, monkeypatch, wide_console):
 
 
 def test_model_patterns_fetch_one_weight_format():
-    assert "*.safetensors" in prefetch_cmd.model_patterns(["model.safetensors", "pytorch_model.bin"])
-    assert "*.bin" not in prefetch_cmd.model_patterns(["model.safetensors", "pytorch_model.bin"])
-    assert "*.bin" in prefetch_cmd.model_patterns(["pytorch_model.bin", "config.json"])
+    assert "*.safetensors" in model_hub.model_patterns(["model.safetensors", "pytorch_model.bin"])
+    assert "*.bin" not in model_hub.model_patterns(["model.safetensors", "pytorch_model.bin"])
+    assert "*.bin" in model_hub.model_patterns(["pytorch_model.bin", "config.json"])

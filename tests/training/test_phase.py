@@ -5,10 +5,10 @@ import pytest
 from typer.testing import CliRunner
 
 from xgrid.config import parse_space
-from xgrid.plan import build_plan
-from xgrid.store import CheckpointStore
+from xgrid.planning.plan import build_plan
+from xgrid.running.local import ensure_stage1, fine_tune_target, run_cell
+from xgrid.running.store import CheckpointStore
 from xgrid.training.phase import Hparams, PhaseRequest, run_phase
-from xgrid.transfer import ensure_stage1, run_cell, run_target
 
 INTERMEDIATE = {"learning_rate": 0.002, "epochs": 3, "batch_size": 32, "max_length": 64}
 TARGET = {"learning_rate": 0.0015, "epochs": 4, "batch_size": 32, "max_length": 64}
@@ -40,7 +40,7 @@ def test_three_phases_learn_and_score_every_language(tmp_path, registry, store_r
                                                      target, target_floor):
     space = space_for(["none", intermediate], [target], registry)
     cell, job = cell_and_job(space, registry, intermediate, target)
-    stage1, result = run_cell(cell, job, 0.0015, space, registry, store_root)
+    stage1, result = run_cell(cell, job, 0.0015, space, store_root)
     assert stage1.trained or CheckpointStore(store_root).has(job.key)
     if stage1.result is not None:  # trained in this test (not reused from an earlier one)
         assert stage1.result.history[-1]["select.english_dev"] > inter_floor
@@ -86,7 +86,7 @@ def test_a_task_added_as_one_registry_entry_is_listed_and_trained(monkeypatch, t
     import xgrid.tasks.embedded as embedded
     from xgrid.cli import app
     from xgrid.tasks import TaskSpec, default_registry
-    from xgrid.tasks.sources import EmbeddedSource
+    from xgrid.data.sources import EmbeddedSource
 
     entry = TaskSpec("mb_pos_from_chunk", "tagging", "syntactic", ("en",), EmbeddedSource("mb_chunk"), "f1",
                      "PTB POS tags of the chunking data", options={"tags": "pos_tags"})
@@ -97,9 +97,9 @@ def test_a_task_added_as_one_registry_entry_is_listed_and_trained(monkeypatch, t
     space = space_for(["none", "mb_pos_from_chunk"], ["mb_udpos"], registry,
                       intermediate_training=INTERMEDIATE | {"epochs": 1, "max_train_examples": 300})
     cell, job = cell_and_job(space, registry, "mb_pos_from_chunk", "mb_udpos")
-    stage1 = ensure_stage1(job, space, registry, CheckpointStore(tmp_path))
+    stage1 = ensure_stage1(job, space, CheckpointStore(tmp_path))
     assert stage1.trained and stage1.result.final["english_dev"]["en"]["f1"] > 0
-    result = run_target(cell, 0.0015, stage1.encoder, space, registry)
+    result = fine_tune_target(cell, 0.0015, stage1.encoder, space)
     assert set(result.scores()) == {"en", "xa", "xb", "xc"}
 
 

@@ -10,9 +10,10 @@ import typer
 from rich.table import Table
 
 from xgrid.cli.common import console, fail, read_space, user_errors
-from xgrid.cost import estimate
-from xgrid.plan import Plan, build_plan
-from xgrid.tasks import TaskRegistry, default_registry
+from xgrid.planning.cost import estimate
+from xgrid.planning.plan import Plan, build_plan
+from xgrid.tasks import default_registry
+from xgrid.tracking_schema import ENGLISH_DEV, default_tracking_uri
 
 
 def search(
@@ -33,49 +34,55 @@ def search(
     trial_backend: Annotated[Optional[str], typer.Option(help="auto | ray_train | inline (see README: trial overhead)")] = None,
 ) -> None:
     """Run a transfer grid: stage 1 trains each intermediate checkpoint once, stage 2 searches each target."""
-    from xgrid.search.options import SearchOptions, effective_space
+    from xgrid.search.options import SearchOptions
 
     registry = default_registry()
     config = read_space(space, registry)
-    options = SearchOptions(output_root=output_dir, store_root=store_root, address=address,
-                            tracking_uri=tracking_uri, experiment=experiment,
-                            overrides={"max_concurrent_trials": max_concurrent, "workers_per_trial": workers_per_trial,
-                                       "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
-                                       "trial_backend": trial_backend})
     with user_errors():
-        config = effective_space(config, options)
+        config = config.with_resources({"max_concurrent_trials": max_concurrent,
+                                        "workers_per_trial": workers_per_trial, "cpus_per_worker": cpus_per_worker,
+                                        "gpus_per_worker": gpus_per_worker, "trial_backend": trial_backend})
     plan = build_plan(config, registry)
-    print_plan(plan, registry)
+    print_plan(plan)
     if dry_run:
         return
-    run_and_report(config, registry, options)
+    options = SearchOptions(output_root=output_dir, store_root=store_root, address=address)
+    run_and_report(plan, options, tracking_uri or default_tracking_uri(output_dir), experiment or config.name)
 
 
-def run_and_report(config, registry: TaskRegistry, options) -> None:
+def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> None:
+    from dataclasses import replace
+
     from xgrid.search.progress import Progress
-    from xgrid.search.runner import SearchSetupError, run_search
+    from xgrid.search.runner import SearchSetupError, check_address, run_search
     from xgrid.search.stage1 import Stage1Error
     from xgrid.search.stage2 import selection_metric
+    from xgrid.tracking import open_writer
+    from xgrid.tracking.listener import TrackingListener
 
     def ready(search_dir, dashboard):
         console.print(f"search folder: {search_dir}")
         console.print(f"Ray dashboard: {dashboard or 'see your cluster'}")
 
     try:
-        outcome = run_search(config, registry, options, Progress(console, selection_metric(config)), on_ready=ready)
+        check_address(options)  # before the tracker creates anything: a refused search leaves nothing behind
+        tracker = TrackingListener(open_writer(tracking_uri, experiment))
+        progress = Progress(console, selection_metric(plan.space))
+        outcome = run_search(plan, replace(options, listeners=(tracker, progress)), on_ready=ready)
     except SearchSetupError as err:
         raise fail(str(err)) from None
     except Stage1Error as err:
         raise fail(str(err), code=1) from None
-    print_results(outcome, registry)
+    print_results(outcome, tracker, experiment)
 
 
-def print_results(outcome, registry: TaskRegistry) -> None:
+def print_results(outcome, tracker, experiment: str) -> None:
     for target in outcome.plan.space.targets:
         rows = [r for r in outcome.best if r["target"] == target]
-        metric = registry.get(target).metric
+        task = outcome.plan.target_task(target)
+        metric = task.metric
         table = Table(title=f"{target}: best trial per cell ({metric}, zero-shot)")
-        languages = [l for l in registry.get(target).languages if any(f"{metric}.{l}" in r for r in rows)]
+        languages = [l for l in task.languages if any(f"{metric}.{l}" in r for r in rows)]
         for column in ("intermediate", "kind", "seed", "best lr", "en dev", "avg", "avg w/o en", *languages,
                        "trials (stopped/failed)"):
             table.add_column(column)
@@ -83,7 +90,7 @@ def print_results(outcome, registry: TaskRegistry) -> None:
         for r in sorted(rows, key=lambda r: (r["intermediate"], r["seed"])):
             lr = r.get("learning_rate")
             table.add_row(r["intermediate"], r["intermediate_kind"], r["seed"], "-" if not lr else f"{lr:.2g}",
-                          fmt(r.get("english_dev")), fmt(r.get("avg")), fmt(r.get("avg_xling")),
+                          fmt(r.get(ENGLISH_DEV)), fmt(r.get("avg")), fmt(r.get("avg_xling")),
                           *[fmt(r.get(f"{metric}.{l}")) for l in languages],
                           f"{r['trials']} ({r['stopped']}/{r['failed']})")
         console.print(table)
@@ -91,30 +98,26 @@ def print_results(outcome, registry: TaskRegistry) -> None:
     for error, count in Counter(r.error or "unknown error" for r in failed).most_common(5):
         console.print(f"[red]{count} trial(s) failed:[/] {error}", highlight=False)
     console.print(f"stage 1: {outcome.stage1_trained} checkpoints trained, {outcome.stage1_reused} reused")
-    if outcome.extras.get("tracking_uri"):
-        uri = outcome.extras["tracking_uri"]
-        console.print(f"MLflow: experiment {outcome.plan.space.name!r} (id {outcome.extras['mlflow_experiment_id']}) "
-                      f"at {uri}; UI: mlflow ui --backend-store-uri {uri}; then xgrid compare {outcome.plan.space.name}")
+    uri = tracker.tracking_uri
+    console.print(f"MLflow: experiment {experiment!r} (id {tracker.experiment_id}) "
+                  f"at {uri}; UI: mlflow ui --backend-store-uri {uri}; then xgrid compare {experiment}")
     console.print(f"done in {outcome.seconds:.0f} s. Results: {outcome.search_dir}/results.csv (best per cell), "
                   f"results.json (every trial); Optuna studies: optuna-dashboard sqlite:///{outcome.search_dir}/optuna.db")
 
 
-def print_plan(plan: Plan, registry: TaskRegistry) -> None:
+def print_plan(plan: Plan) -> None:
     space = plan.space
-    cost = estimate(plan, registry)
+    cost = estimate(plan)
     console.print(f"[bold]search space[/] {space.name}  ({space.fingerprint()})")
     console.print(f"  base models: {', '.join(m.name for m in space.base_models)}   seeds: {space.seeds}   "
                   f"selection: {space.selection_policy}")
     table = Table(title="plan")
     for column in ("target", "format", "cells", "trials", "intermediates"):
         table.add_column(column)
-    trials_per_cell = space.search.trials_per_cell if space.target_training.searched else 1
     for target in space.targets:
         cells = plan.cells_for(target)
-        task = registry.get(target)
-        fmt = task.format
-        trials = len(cells) * trials_per_cell if task.trains else 0
-        table.add_row(target, fmt, str(len(cells)), str(trials) if trials else "- (scored, not trained)",
+        trials = sum(plan.trials_per_cell for c in cells if c.trains)
+        table.add_row(target, cells[0].target_format, str(len(cells)), str(trials) if trials else "- (scored, not trained)",
                       ", ".join(dict.fromkeys(c.intermediate for c in cells)))
     console.print(table)
     console.print(f"cells: {len(plan.cells)}   unique stage-1 checkpoints to train: {cost.stage1_jobs} "

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from xgrid.search.events import SearchListener, TrialRecord
+from xgrid.events import SearchListener, TrialRecord
 
 
 class Progress(SearchListener):

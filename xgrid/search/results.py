@@ -8,29 +8,31 @@ from pathlib import Path
 from typing import Any
 
 from xgrid.config import SearchSpace
-from xgrid.search.events import TrialRecord
-from xgrid.tasks import TaskRegistry
+from xgrid.events import TrialRecord
+from xgrid.tracking_schema import AGGREGATES, ENGLISH_DEV, best_metric, final_metric_name
 
 
-def best_per_cell(records: list[TrialRecord], space: SearchSpace, registry: TaskRegistry) -> list[dict[str, Any]]:
+def best_per_cell(records: list[TrialRecord], space: SearchSpace) -> list[dict[str, Any]]:
     """The completed trial with the best selected score of each cell (by the declared policy)."""
-    key = f"best.{space.selection_policy}"
+    key = best_metric(space.selection_policy)
     by_cell: dict[str, list[TrialRecord]] = {}
     for record in records:
         by_cell.setdefault(record.cell.id, []).append(record)
     rows = []
-    for cell_id, trials in by_cell.items():
+    for trials in by_cell.values():
         cell = trials[0].cell
-        metric = registry.get(cell.target).metric
-        done = [t for t in trials if t.status == "completed" and f"{metric}.avg" in t.metrics]
+        metric = cell.metric
+        average, average_xling = (final_metric_name(metric, a, space.selection_policy, space.selection_policy)
+                                  for a in AGGREGATES)
+        done = [t for t in trials if t.status == "completed" and average in t.metrics]
         row: dict[str, Any] = cell.tags() | {"trials": len(trials),
                                              "stopped": sum(t.status == "stopped" for t in trials),
                                              "failed": sum(t.status == "failed" for t in trials), "metric": metric}
         if done:
             best = max(done, key=lambda t: t.metrics.get(key, float("-inf")))
             row |= {"trial_id": best.trial_id, "learning_rate": best.learning_rate,
-                    "english_dev": best.metrics.get("best.english_dev"),
-                    "avg": best.metrics.get(f"{metric}.avg"), "avg_xling": best.metrics.get(f"{metric}.avg_xling")}
+                    ENGLISH_DEV: best.metrics.get(best_metric(ENGLISH_DEV)),
+                    "avg": best.metrics.get(average), "avg_xling": best.metrics.get(average_xling)}
             row |= {k: v for k, v in best.metrics.items() if k.startswith(f"{metric}.") and k.count(".") == 1}
         rows.append(row)
     return rows

@@ -1,27 +1,26 @@
-"""`run_search`: the whole grid on Ray. Stage 1 trains each unique intermediate checkpoint once; stage 2 runs
-one Tuner per target. Results, the resolved space, the plan and the Optuna studies land in the search folder."""
+"""`run_search`: a finished plan, run on Ray. Stage 1 trains each unique intermediate checkpoint once; stage 2
+runs one Tuner per target. Results, the resolved space, the plan and the Optuna studies land in the search
+folder; everything else (live progress, tracking) hears the search through the listeners of the options."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from xgrid.config import SearchSpace
-from xgrid.plan import Plan, build_plan
-from xgrid.search.events import Listeners, SearchListener, TrialRecord
-from xgrid.search.options import SearchOptions, effective_space
+from xgrid.events import Listeners, SearchListener, TrialRecord
+from xgrid.planning.plan import Plan
+from xgrid.running.store import is_uri
+from xgrid.search.options import SearchOptions
 from xgrid.search.results import best_per_cell, write_results
 from xgrid.search.stage1 import run_stage1
-from xgrid.search.stage2 import run_target
-from xgrid.store import is_uri
-from xgrid.tasks import TaskRegistry
+from xgrid.search.stage2 import search_target
 
 
 class SearchSetupError(RuntimeError):
@@ -38,7 +37,6 @@ class SearchOutcome:
     best: list[dict[str, Any]]
     seconds: float
     dashboard_url: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class _Stage1Count(SearchListener):
@@ -51,9 +49,9 @@ class _Stage1Count(SearchListener):
             self.reused += not trained
 
 
-def new_search_dir(options: SearchOptions, space: SearchSpace) -> Path:
+def new_search_dir(options: SearchOptions, plan: Plan) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    path = (options.output_root / space.name / stamp).absolute()
+    path = (options.output_root / plan.space.name / stamp).absolute()
     path.mkdir(parents=True, exist_ok=False)
     return path
 
@@ -83,29 +81,23 @@ def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
     return True, (f"http://{url}" if url and not url.startswith("http") else url)
 
 
-def run_search(space: SearchSpace, registry: TaskRegistry, options: SearchOptions = SearchOptions(),
-               listener: SearchListener | None = None, on_ready=None) -> SearchOutcome:
+def write_search_files(search_dir: Path, plan: Plan) -> None:
+    """The resolved space and the plan, before anything runs: what a reader of the folder needs to know."""
+    (search_dir / "space.yaml").write_text(yaml.safe_dump(plan.space.model_dump(mode="json"), sort_keys=False))
+    (search_dir / "plan.json").write_text(json.dumps(plan.describe(), indent=1, default=str))
+
+
+def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=None) -> SearchOutcome:
     import ray
 
     started_at = time.perf_counter()
     check_address(options)  # before anything is written: a refused search leaves no folder behind
-    space = effective_space(space, options)
-    plan = build_plan(space, registry)
-    search_dir = new_search_dir(options, space)
-    (search_dir / "space.yaml").write_text(yaml.safe_dump(space.model_dump(mode="json"), sort_keys=False))
-    (search_dir / "plan.json").write_text(json.dumps(
-        {"jobs": [asdict(j) for j in plan.jobs], "cells": [c.tags() for c in plan.cells], "notes": plan.notes},
-        indent=1, default=str))
+    search_dir = new_search_dir(options, plan)
+    write_search_files(search_dir, plan)
     storage_path = (f"{options.store.rstrip('/')}/ray/{search_dir.name}" if is_uri(options.store)
                     else str(search_dir / "ray"))
     counter = _Stage1Count()
-    tracker = None
-    if options.tracking:
-        from xgrid.tracking import MlflowTracker, default_tracking_uri
-
-        tracker = MlflowTracker(options.tracking_uri or default_tracking_uri(options.output_root),
-                                options.experiment or space.name, space, registry)
-    events = Listeners(counter, tracker, listener)
+    events = Listeners(counter, *options.listeners)
     started, dashboard = start_ray(options)
     if on_ready is not None:
         on_ready(search_dir, dashboard)
@@ -113,20 +105,18 @@ def run_search(space: SearchSpace, registry: TaskRegistry, options: SearchOption
     records: dict[str, list[TrialRecord]] = {}
     try:
         events.search_started(plan, str(search_dir))
-        encoders = run_stage1(plan, registry, options.store, storage_path, events)
-        for target in space.targets:
-            records[target] = run_target(target, plan, registry, encoders, search_dir, storage_path, events)
+        encoders = run_stage1(plan, options.store, storage_path, events)
+        for target in plan.space.targets:
+            records[target] = search_target(target, plan, encoders, search_dir, storage_path, events)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        best = best_per_cell([r for rs in records.values() for r in rs], space, registry)
+        best = best_per_cell([r for rs in records.values() for r in rs], plan.space)
         write_results(search_dir, records, best)  # also on failure: never lose finished trials
         events.search_finished(status)
         if started:
             ray.shutdown()
     return SearchOutcome(search_dir, plan, counter.trained, counter.reused, records, best,
-                         time.perf_counter() - started_at, dashboard,
-                         {"mlflow_experiment_id": tracker.experiment_id, "mlflow_parent_run_id": tracker.parent_id,
-                          "tracking_uri": tracker.tracking_uri} if tracker else {})
+                         time.perf_counter() - started_at, dashboard)

@@ -2,26 +2,25 @@
 
 A checkpoint already in the store (same content key) is reused and nothing is trained. Inline jobs are Ray
 tasks running the phase loop in a (reused) Ray worker process; ray_train jobs are TorchTrainer runs, several
-at once from driver threads.
+at once from driver threads. Both commit through the one stage-1 writer (`xgrid.running.stage1_writer`).
 """
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
 
 from xgrid.config import SearchSpace
-from xgrid.plan import Plan, Stage1Job
-from xgrid.recipes import base_model_source, stage1_request
-from xgrid.search.events import SearchListener, short_error
+from xgrid.events import SearchListener
+from xgrid.planning.plan import Plan, Stage1Job
+from xgrid.running.requests import base_model_source, stage1_request
+from xgrid.running.stage1_writer import read_summary, train_checkpoint
+from xgrid.running.store import CheckpointStore
 from xgrid.search.options import uses_ray_train
-from xgrid.search.workers import run_inline, torch_trainer, write_summary
-from xgrid.training.phase import SUMMARY_FILE
-from xgrid.store import CheckpointStore
-from xgrid.tasks import TaskRegistry
+from xgrid.search.trial import inline_context, torch_trainer
+from xgrid.search.tune_events import short_error
 
 
 class Stage1Error(RuntimeError):
@@ -29,18 +28,13 @@ class Stage1Error(RuntimeError):
 
 
 @ray.remote
-def _train_inline(job: Stage1Job, space: SearchSpace, registry: TaskRegistry, store_root: str,
-                  base_source: str) -> dict[str, Any]:
-    store = CheckpointStore(store_root)
-    staging = store.staging_dir(job.key)
-    result = run_inline(stage1_request(job, space, registry, base_source, str(staging)), space.resources)
-    write_summary(staging, result)
-    store.commit(job.key, staging)
+def _train_inline(job: Stage1Job, space: SearchSpace, store_root: str, base_source: str) -> dict[str, Any]:
+    result = train_checkpoint(stage1_request(job, space, base_source), job.key, CheckpointStore(store_root),
+                              inline_context(space.resources))
     return result.summary()
 
 
-def run_stage1(plan: Plan, registry: TaskRegistry, store_root: str, storage_path: str,
-               listener: SearchListener) -> dict[str, str]:
+def run_stage1(plan: Plan, store_root: str, storage_path: str, listener: SearchListener) -> dict[str, str]:
     """Returns stage-1 key -> loadable encoder folder for every job of the plan (baselines included)."""
     space = plan.space
     store = CheckpointStore(store_root)
@@ -54,9 +48,9 @@ def run_stage1(plan: Plan, registry: TaskRegistry, store_root: str, storage_path
         else:
             todo.append((job, base))
     if uses_ray_train(space.resources):
-        outcomes = _run_with_trainers(todo, space, registry, store_root, storage_path, listener)
+        outcomes = _run_with_trainers(todo, space, store_root, storage_path, listener)
     else:
-        outcomes = _run_as_tasks(todo, space, registry, store_root, listener)
+        outcomes = _run_as_tasks(todo, space, store_root, listener)
     failures = [f"{job.intermediate} (seed {job.seed}): {err}" for job, err in outcomes if err]
     if failures:
         raise Stage1Error("stage-1 training failed for: " + "; ".join(failures))
@@ -65,12 +59,12 @@ def run_stage1(plan: Plan, registry: TaskRegistry, store_root: str, storage_path
     return encoders
 
 
-def _run_as_tasks(todo, space, registry, store_root, listener) -> list[tuple[Stage1Job, str | None]]:
+def _run_as_tasks(todo, space, store_root, listener) -> list[tuple[Stage1Job, str | None]]:
     cpus = space.resources.cpus_per_worker
     pending = {}
     for job, base in todo:
         listener.stage1_started(job)
-        pending[_train_inline.options(num_cpus=cpus).remote(job, space, registry, store_root, base)] = job
+        pending[_train_inline.options(num_cpus=cpus).remote(job, space, store_root, base)] = job
     outcomes = []
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
@@ -86,12 +80,11 @@ def _run_as_tasks(todo, space, registry, store_root, listener) -> list[tuple[Sta
     return outcomes
 
 
-def _run_with_trainers(todo, space, registry, store_root, storage_path, listener):
+def _run_with_trainers(todo, space, store_root, storage_path, listener):
     def train(item):
         job, base = item
         listener.stage1_started(job)
-        config = {"request": stage1_request(job, space, registry, base, "set-by-rank-0"),
-                  "store_key": job.key, "store_root": store_root}
+        config = {"request": stage1_request(job, space, base), "store_key": job.key, "store_root": store_root}
         try:
             result = torch_trainer(config, space.resources, f"stage1-{job.key}", storage_path).fit()
             if result.error:
@@ -99,8 +92,7 @@ def _run_with_trainers(todo, space, registry, store_root, storage_path, listener
         except Exception as err:
             listener.stage1_failed(job, short_error(err))
             return job, short_error(err)
-        summary = json.loads((CheckpointStore(store_root).fetch(job.key) / SUMMARY_FILE).read_text())
-        listener.stage1_finished(job, True, summary)
+        listener.stage1_finished(job, True, read_summary(CheckpointStore(store_root).fetch(job.key)))
         return job, None
 
     if not todo:

@@ -17,14 +17,15 @@ from typing import Any
 import ray
 from ray import tune
 
-from xgrid.config import Choices, LogRange, SearchSpace
-from xgrid.plan import Cell, Plan
-from xgrid.recipes import stage2_request
-from xgrid.search.events import SearchListener, TrialRecord, TuneEvents, short_error
+from xgrid.config import SearchSpace
+from xgrid.events import SearchListener, TrialRecord
+from xgrid.planning.plan import Cell, Plan
+from xgrid.running.requests import stage2_request
 from xgrid.search.options import uses_ray_train
 from xgrid.search.schedulers import PerCellScheduler, make_scheduler
-from xgrid.search.workers import run_inline, torch_trainer
-from xgrid.tasks import TaskRegistry
+from xgrid.search.trial import run_inline, torch_trainer
+from xgrid.search.tune_events import TuneEvents, short_error
+from xgrid.tracking_schema import EPOCH, SECONDS, select_metric
 
 
 DRIVER_MEMORY = 64 * 1024**2  # bytes reserved by the Tune trial that only drives a TorchTrainer
@@ -35,21 +36,20 @@ class TrialSetup:
     """Shared by every trial of a target; travels once through the object store (tune.with_parameters)."""
 
     space: SearchSpace
-    registry: TaskRegistry
     cells: dict[str, Cell]
     encoders: dict[str, str]  # stage-1 key -> encoder folder
     storage_path: str
 
 
 def selection_metric(space: SearchSpace) -> str:
-    return f"select.{space.selection_policy}"
+    """What the searcher and early stopping rank: the per-epoch selection score under the declared policy."""
+    return select_metric(space.selection_policy)
 
 
 def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """One Tune trial: fine-tune the cell's stage-1 encoder on the target with this learning rate."""
     cell = setup.cells[config["cell"]]
-    request = stage2_request(cell, float(config["learning_rate"]), setup.space, setup.registry,
-                             setup.encoders[cell.stage1_key])
+    request = stage2_request(cell, float(config["learning_rate"]), setup.space, setup.encoders[cell.stage1_key])
     resources = setup.space.resources
     if not uses_ray_train(resources):
         run_inline(request, resources, reporter=tune.report)
@@ -66,24 +66,12 @@ def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 def optuna_space(space: SearchSpace, cell_ids: list[str]):
     import optuna.distributions as d
 
-    lr = space.target_training.learning_rate
-    if isinstance(lr, LogRange):
-        lr_dist = d.FloatDistribution(lr.low, lr.high, log=lr.log)
-    elif isinstance(lr, Choices):
-        lr_dist = d.CategoricalDistribution(sorted(lr.values))
-    else:
-        lr_dist = d.CategoricalDistribution([lr])
-    return {"cell": d.CategoricalDistribution(cell_ids), "learning_rate": lr_dist}
+    return {"cell": d.CategoricalDistribution(cell_ids),
+            "learning_rate": space.target_training.learning_rate.optuna_distribution()}
 
 
 def enqueued_points(space: SearchSpace, cell_ids: list[str]) -> list[dict[str, Any]]:
-    lr, n = space.target_training.learning_rate, space.search.trials_per_cell
-    if isinstance(lr, float):
-        return [{"cell": c, "learning_rate": lr} for c in cell_ids]
-    if isinstance(lr, Choices) and len(lr.values) <= n:
-        values = sorted(lr.values)
-        return [{"cell": c, "learning_rate": values[i % len(values)]} for c in cell_ids for i in range(n)]
-    return [{"cell": c} for c in cell_ids for _ in range(n)]
+    return space.target_training.learning_rate.enqueued_points(cell_ids, space.search.trials_per_cell)
 
 
 def optuna_storage(search_dir: Path):
@@ -92,19 +80,20 @@ def optuna_storage(search_dir: Path):
     return optuna.storages.RDBStorage(f"sqlite:///{(search_dir / 'optuna.db').absolute()}")
 
 
-def run_target(target: str, plan: Plan, registry: TaskRegistry, encoders: dict[str, str], search_dir: Path,
-               storage_path: str, listener: SearchListener) -> list[TrialRecord]:
+def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir: Path, storage_path: str,
+                  listener: SearchListener) -> list[TrialRecord]:
+    """Every cell of one target: a Tuner over learning rates, or one retrieval evaluation per cell."""
     space = plan.space
     cells = plan.cells_for(target)
-    if not registry.get(target).trains:
-        records = _score_retrieval(cells, space, registry, encoders, listener)
+    if not cells[0].trains:  # every cell of a target shares its format
+        records = _score_retrieval(cells, space, encoders, listener)
     else:
-        records = _tune(target, cells, space, registry, encoders, search_dir, storage_path, listener)
+        records = _tune(target, cells, space, encoders, search_dir, storage_path, listener)
     listener.target_finished(target, records)
     return records
 
 
-def _tune(target, cells, space, registry, encoders, search_dir, storage_path, listener) -> list[TrialRecord]:
+def _tune(target, cells, space, encoders, search_dir, storage_path, listener) -> list[TrialRecord]:
     from ray.tune.search.optuna import OptunaSearch
 
     import optuna
@@ -124,7 +113,7 @@ def _tune(target, cells, space, registry, encoders, search_dir, storage_path, li
                                space.search.reduction_factor)
     stopped = scheduler.stopped_early if isinstance(scheduler, PerCellScheduler) else set()
     events = TuneEvents({c.id: c for c in cells}, listener, stopped)
-    setup = TrialSetup(space, registry, {c.id: c for c in cells}, encoders, storage_path)
+    setup = TrialSetup(space, {c.id: c for c in cells}, encoders, storage_path)
     resources = space.resources
     inline = not uses_ray_train(resources)
     # An inline trial computes in its own process, so it holds its CPUs. A ray_train trial only drives a
@@ -146,21 +135,21 @@ def _tune(target, cells, space, registry, encoders, search_dir, storage_path, li
 
 
 @ray.remote
-def _retrieval_eval(cell: Cell, space: SearchSpace, registry: TaskRegistry, encoder: str) -> dict[str, Any]:
-    from xgrid.recipes import fixed_learning_rate
+def _retrieval_eval(cell: Cell, space: SearchSpace, encoder: str) -> dict[str, Any]:
+    # Nothing is trained: the learning rate only fills the request's hyper-parameters.
+    request = stage2_request(cell, space.target_training.learning_rate.fixed_value(), space, encoder)
+    result = run_inline(request, space.resources)
+    return result.flat_metrics() | {SECONDS: result.seconds, EPOCH: 0}
 
-    result = run_inline(stage2_request(cell, fixed_learning_rate(space), space, registry, encoder), space.resources)
-    return result.flat_metrics() | {"seconds": result.seconds, "epoch": 0}
 
-
-def _score_retrieval(cells, space, registry, encoders, listener) -> list[TrialRecord]:
+def _score_retrieval(cells, space, encoders, listener) -> list[TrialRecord]:
     """Retrieval targets train nothing: each cell's stage-1 encoder is scored once, as a Ray task."""
     records, pending = [], {}
     for cell in cells:
-        record = TrialRecord(f"retrieval-{cell.id}", cell, 0.0)
+        record = TrialRecord(f"retrieval-{cell.id}", cell, None)
         listener.trial_started(record)
         ref = _retrieval_eval.options(num_cpus=space.resources.cpus_per_worker).remote(
-            cell, space, registry, encoders[cell.stage1_key])
+            cell, space, encoders[cell.stage1_key])
         pending[ref] = record
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)

@@ -7,9 +7,9 @@ from typing import Any
 
 import datasets
 
+from xgrid.data.sources import LoadContext, MissingSplitError, SplitRole, cap
 from xgrid.formats import get_format
-from xgrid.tasks.sources import cap
-from xgrid.tasks.spec import LoadContext, MissingSplitError, SplitRole, TaskSpec
+from xgrid.tasks.spec import TaskSpec
 
 
 @dataclass

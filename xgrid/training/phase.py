@@ -18,14 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from xgrid.data.sources import LoadContext
 from xgrid.formats import RetrievalSettings, get_format
 from xgrid.models.loading import load_encoder, load_tokenizer
-from xgrid.tasks.spec import LoadContext, TaskSpec
-from xgrid.tracking_schema import final_metric_name
+from xgrid.tasks.spec import TaskSpec
+from xgrid.tracking_schema import (ENGLISH_DEV, EPOCH, POLICIES, SECONDS, TARGET_DEV, TRAIN_LOSS, best_metric,
+                                   final_metric_name, intermediate_dev_metric, select_metric, target_dev_metric)
 from xgrid.training.context import LocalContext, TrainContext, unwrap
 from xgrid.training.data import Split, featurize, load_split
 
-POLICIES = ("english_dev", "target_dev")  # true zero-shot / oracle (Keung et al. 2020)
 SUMMARY_FILE = "xgrid_phase.json"
 
 
@@ -58,7 +59,7 @@ class PhaseRequest:
     # The target being evaluated (its English training data may be another task's: XNLI trains on MNLI).
     # None for an intermediate phase, which is scored on its own tasks' English dev sets.
     eval_task: TaskSpec | None = None
-    selection_policy: str = "english_dev"
+    selection_policy: str = ENGLISH_DEV
     eval_languages: tuple[str, ...] | None = None  # default: all of the eval task's languages
     load: LoadContext = field(default_factory=LoadContext)
     output_dir: str | None = None  # save the selected encoder here (stage 1)
@@ -84,7 +85,7 @@ class PhaseResult:
     def summary(self) -> dict[str, Any]:
         """What a stage-1 checkpoint keeps of its training (SUMMARY_FILE beside the weights)."""
         return {"metric": self.metric, "history": self.history, "final": self.final,
-                "selected_epoch": self.selected_epoch, "policy": self.policy, "seconds": self.seconds}
+                "selected_epoch": self.selected_epoch, "policy": self.policy, SECONDS: self.seconds}
 
     def scores(self, policy: str | None = None) -> dict[str, float]:
         """The primary metric per language under a policy (the declared one by default)."""
@@ -155,7 +156,7 @@ def _score_retrieval(request, encoder, tokenizer, ctx, started) -> PhaseResult:
     final = {policy: by_language for policy in POLICIES}
     result = PhaseResult(task.metric, [], final, {p: 0 for p in POLICIES}, request.selection_policy,
                          time.perf_counter() - started)
-    ctx.report({"epoch": 0, **result.flat_metrics()})
+    ctx.report({EPOCH: 0, **result.flat_metrics()})
     return result
 
 
@@ -217,9 +218,9 @@ class _Trainer:
         for epoch in range(1, hp.epochs + 1):
             loss = self._train_epoch(loaders, optimizer, scheduler, schedule_rng, epoch)
             dev = dev_by_epoch[epoch] = self._evaluate_dev()
-            record = {"epoch": epoch, "train_loss": loss, **self._dev_record(dev)}
+            record = {EPOCH: epoch, TRAIN_LOSS: loss, **self._dev_record(dev)}
             for policy, score in self._selection_scores(dev).items():
-                record[f"select.{policy}"] = score
+                record[select_metric(policy)] = score
                 if policy not in best or score > best[policy][0]:
                     best[policy] = (score, epoch, ctx.full_state_dict(self.model))
             history.append(record)
@@ -229,11 +230,11 @@ class _Trainer:
         result = PhaseResult(self.metric, history, final, selected, req.selection_policy,
                              time.perf_counter() - started)
         if req.output_dir:
-            result.output_dir = self._save(best["english_dev"][2])
+            result.output_dir = self._save(best[ENGLISH_DEV][2])
         # The last report carries everything: the selected scores (how a search ranks trials of a cell) and the
         # zero-shot results of every language under both policies.
-        selected_scores = {f"best.{policy}": score for policy, (score, _, _) in best.items()}
-        ctx.report(history[-1] | selected_scores | result.flat_metrics() | {"seconds": result.seconds})
+        selected_scores = {best_metric(policy): score for policy, (score, _, _) in best.items()}
+        ctx.report(history[-1] | selected_scores | result.flat_metrics() | {SECONDS: result.seconds})
         return result
 
     def _collate(self, task_name: str):
@@ -289,15 +290,16 @@ class _Trainer:
     def _dev_record(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
         """Flat names for reports: `dev.<metric>.<lang>` for a target, `dev.<task>.<metric>` for intermediates."""
         if self.req.eval_task is not None:
-            return {f"dev.{self.metric}.{lang}": m[self.metric] for (_, lang), m in dev.items()}
-        return {f"dev.{name}.{self.eval_sets[(name, lang)][0].metric}": m[self.eval_sets[(name, lang)][0].metric]
+            return {target_dev_metric(self.metric, lang): m[self.metric] for (_, lang), m in dev.items()}
+        metric_of = lambda name, lang: self.eval_sets[(name, lang)][0].metric
+        return {intermediate_dev_metric(name, metric_of(name, lang)): m[metric_of(name, lang)]
                 for (name, lang), m in dev.items()}
 
     def _selection_scores(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
         primary = {key: m[self.eval_sets[key][0].metric] for key, m in dev.items()}
-        scores = {"english_dev": float(np.mean([v for (_, lang), v in primary.items() if lang == "en"]))}
+        scores = {ENGLISH_DEV: float(np.mean([v for (_, lang), v in primary.items() if lang == "en"]))}
         if self.req.eval_task is not None and len(primary) > 1:
-            scores["target_dev"] = float(np.mean(list(primary.values())))
+            scores[TARGET_DEV] = float(np.mean(list(primary.values())))
         return scores
 
     def _final(self, best, dev_by_epoch) -> tuple[dict, dict[str, int]]:

@@ -1,29 +1,14 @@
-"""What happens during a search, as events the driver hears: the progress display and the MLflow tracker
-both listen. Everything is observed in the driver process, so a run's status is always closed by someone
-alive (a worker killed by the scheduler cannot leave its MLflow run RUNNING)."""
+"""Ray Tune's trial callbacks translated into xgrid's search events (`xgrid.events`), with each trial's record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ray.tune import Callback
 
-from xgrid.plan import Cell, Stage1Job
-
-Status = Literal["completed", "stopped", "failed"]
-
-
-@dataclass
-class TrialRecord:
-    trial_id: str
-    cell: Cell
-    learning_rate: float
-    status: Status = "completed"
-    metrics: dict[str, Any] = field(default_factory=dict)  # the last report (final metrics when completed)
-    history: list[dict[str, Any]] = field(default_factory=list)  # every per-epoch report
-    error: str | None = None
+from xgrid.events import SearchListener, TrialRecord
+from xgrid.planning.plan import Cell
 
 
 def short_error(err: BaseException) -> str:
@@ -50,38 +35,6 @@ def trial_error(trial) -> str:
     except Exception as err:  # an unreadable error file must not break the search's bookkeeping
         return f"trial failed (its error could not be read: {err})"
     return short_error(error) if error is not None else "trial failed (no error recorded)"
-
-
-class SearchListener:
-    """No-op base: override what you need."""
-
-    def search_started(self, plan: Any, search_dir: str) -> None: ...
-    def search_finished(self, status: str) -> None: ...
-    def stage1_started(self, job: Stage1Job) -> None: ...
-    def stage1_finished(self, job: Stage1Job, trained: bool, result: dict[str, Any] | None) -> None: ...
-    def stage1_failed(self, job: Stage1Job, error: str) -> None: ...
-    def trial_started(self, record: TrialRecord) -> None: ...
-    def trial_result(self, record: TrialRecord, metrics: dict[str, Any]) -> None: ...
-    def trial_finished(self, record: TrialRecord) -> None: ...
-    def target_finished(self, target: str, records: list[TrialRecord]) -> None: ...
-
-
-class Listeners(SearchListener):
-    """Fan-out to several listeners, in order."""
-
-    def __init__(self, *listeners: SearchListener | None):
-        self.listeners = [listener for listener in listeners if listener is not None]
-
-
-def _fan_out(name: str):
-    def method(self: Listeners, *args: Any, **kwargs: Any) -> None:
-        for listener in self.listeners:
-            getattr(listener, name)(*args, **kwargs)
-    return method
-
-
-for _name in [n for n in vars(SearchListener) if not n.startswith("_")]:
-    setattr(Listeners, _name, _fan_out(_name))
 
 
 class TuneEvents(Callback):

@@ -3,7 +3,7 @@ goes through the same FileSystem.from_uri / copy_files calls as `s3://`)."""
 
 import shutil
 
-from xgrid.store import MARKER, CheckpointStore
+from xgrid.running.store import MARKER, CheckpointStore
 
 
 def make_checkpoint(store, key, text="weights"):

@@ -1,6 +1,7 @@
 from types import SimpleNamespace
 
-from xgrid.search.events import SearchListener, TuneEvents, short_error
+from xgrid.events import SearchListener
+from xgrid.search.tune_events import TuneEvents, short_error
 
 
 class Wrapped(Exception):
@@ -17,7 +18,7 @@ def test_short_error_is_the_innermost_last_line():
 
 def test_failed_trial_records_its_error_and_tells_listeners(registry):
     from xgrid.config import parse_space
-    from xgrid.plan import build_plan
+    from xgrid.planning.plan import build_plan
 
     space = parse_space({"name": "e", "base_models": [{"name": "tiny"}], "intermediates": ["none"],
                          "targets": ["mb_udpos"], "seeds": [0], "target_training": {"learning_rate": 0.001}}, registry)

@@ -11,15 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xgrid.config import EMBEDDED_TINY
-from xgrid.plan import Plan
-from xgrid.tasks import LoadContext, TaskRegistry
+from xgrid.data.sources import LoadContext
+from xgrid.planning.plan import Plan
+from xgrid.tasks import TaskSpec
 
-# Measured on 2 CPUs with the default tiny model (benchmarks/three_phase.py): training examples per second.
+# Measured on 2 CPUs with the default tiny model (`python benchmarks/planted_effect.py` prints per-cell times):
+# training examples per second.
 TINY_CPU_EXAMPLES_PER_S = 1500.0
 TINY_TRIAL_OVERHEAD_S = 2.0
 H100_BF16_PEAK_FLOPS = 989e12
 ASSUMED_MFU = 0.4
-# Parameter counts of the encoders the study names (../shared/RESEARCH.md); others are estimated as unknown.
+# Parameter counts of the encoders the study names (from their model cards); others are estimated as unknown.
 KNOWN_PARAMS = {
     "FacebookAI/xlm-roberta-base": 278e6, "FacebookAI/xlm-roberta-large": 560e6,
     "facebook/xlm-roberta-xl": 3.5e9, "facebook/xlm-roberta-xxl": 10.7e9,
@@ -39,37 +41,36 @@ class Cost:
     notes: list[str]
 
 
-def train_size(task_name: str, registry: TaskRegistry, load: LoadContext) -> int | None:
-    task = registry.train_task_of(registry.get(task_name))
+def train_size(task: TaskSpec, load: LoadContext) -> int | None:
+    """English training examples of a task: its declared size, else counted when that is cheap, else unknown."""
     hint = task.option("train_size")
     if hint is not None:
         return int(hint)
-    if task.source.describe().startswith("embedded:"):
+    if task.source.cheap_to_load:
         return len(task.source.load(task, "en", "train", load))
     return None
 
 
-def estimate(plan: Plan, registry: TaskRegistry) -> Cost:
+def estimate(plan: Plan) -> Cost:
     space = plan.space
     load = LoadContext(microbench_seed=space.microbench_seed)
     notes: list[str] = []
 
-    def passes(tasks, settings) -> int | None:
-        sizes = [train_size(t, registry, load) for t in tasks]
+    def passes(tasks: tuple[TaskSpec, ...], settings) -> int | None:
+        sizes = [train_size(t, load) for t in tasks]
         if any(s is None for s in sizes):
-            notes.append(f"unknown training size for {[t for t, s in zip(tasks, sizes) if s is None]}")
+            notes.append(f"unknown training size for {[t.name for t, s in zip(tasks, sizes) if s is None]}")
             return None
         cap = settings.max_train_examples
         return sum(min(s, cap) if cap else s for s in sizes) * settings.epochs
 
-    s1 = [passes(j.tasks, space.intermediate_training) for j in plan.trained_jobs]
-    trials_per_cell = space.search.trials_per_cell if space.target_training.searched else 1
-    s2 = [passes([c.target], space.target_training) * trials_per_cell
-          if registry.get(c.target).trains else 0 for c in plan.cells]
+    s1 = [passes(j.task_specs, space.intermediate_training) for j in plan.trained_jobs]
+    s2 = [_times(passes((c.train_task,), space.target_training), plan.trials_per_cell) if c.trains else 0
+          for c in plan.cells]
     s1_total = None if None in s1 else sum(s1)
     s2_total = None if None in s2 else sum(s2)
     cpu_s = gpu_h = None
-    trials = plan.stage2_trials(registry)
+    trials = plan.stage2_trials()
     if s1_total is not None and s2_total is not None:
         if all(m.source == EMBEDDED_TINY for m in space.base_models):
             cpu_s = (s1_total + s2_total) / TINY_CPU_EXAMPLES_PER_S + TINY_TRIAL_OVERHEAD_S * (trials + len(s1))
@@ -79,5 +80,9 @@ def estimate(plan: Plan, registry: TaskRegistry) -> Cost:
             avg_params = sum(params) / len(params)
             tokens = (s1_total + s2_total) * space.target_training.max_length
             gpu_h = 6 * avg_params * tokens / (H100_BF16_PEAK_FLOPS * ASSUMED_MFU) / 3600
-    return Cost(len(plan.trained_jobs), trials, plan.retrieval_evaluations(registry), s1_total, s2_total, cpu_s,
+    return Cost(len(plan.trained_jobs), trials, plan.retrieval_evaluations(), s1_total, s2_total, cpu_s,
                 gpu_h, sorted(set(notes)))
+
+
+def _times(passes: int | None, trials: int) -> int | None:
+    return None if passes is None else passes * trials

@@ -1,17 +1,16 @@
 """The code that runs on Ray workers: one phase, either in the calling process (inline) or as a Ray Train run
-of `workers_per_trial` workers. Both call the same `run_phase`; only the TrainContext differs."""
+of `workers_per_trial` workers. Both call the same `run_phase` (through the stage-1 writer for stage 1); only
+the TrainContext differs."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from typing import Any, Callable
 
 import torch
 
 from xgrid.config import Resources
 from xgrid.training.context import LocalContext
-from xgrid.training.phase import SUMMARY_FILE, PhaseRequest, PhaseResult, run_phase
+from xgrid.training.phase import PhaseRequest, PhaseResult, run_phase
 
 
 def limit_threads(resources: Resources) -> None:
@@ -19,40 +18,31 @@ def limit_threads(resources: Resources) -> None:
     torch.set_num_threads(max(1, int(resources.cpus_per_worker)))
 
 
+def inline_context(resources: Resources, reporter: Callable[[dict[str, Any]], None] | None = None) -> LocalContext:
+    limit_threads(resources)
+    return LocalContext(reporter)
+
+
 def run_inline(request: PhaseRequest, resources: Resources,
                reporter: Callable[[dict[str, Any]], None] | None = None) -> PhaseResult:
-    limit_threads(resources)
-    return run_phase(request, LocalContext(reporter))
+    return run_phase(request, inline_context(resources, reporter))
 
 
 def ray_train_worker(config: dict[str, Any]) -> None:
-    """train_loop_per_worker of every TorchTrainer xgrid starts."""
-
-    from xgrid.store import CheckpointStore
+    """train_loop_per_worker of every TorchTrainer xgrid starts: a stage-2 request, or (with `store_key`) a
+    stage-1 request whose encoder rank 0 commits to the store."""
     from xgrid.training.ray_context import RayTrainContext
 
-    request: PhaseRequest = config["request"]
-    limit_threads(config["resources"])
-    ctx = RayTrainContext(config["resources"].strategy)
-    store_key = config.get("store_key")
-    if store_key is None:
-        run_phase(request, ctx)
+    resources: Resources = config["resources"]
+    limit_threads(resources)
+    ctx = RayTrainContext(resources.strategy)
+    if config.get("store_key") is None:
+        run_phase(config["request"], ctx)
         return
-    # Stage 1: rank 0 writes the selected encoder into the content-addressed store.
-    store = CheckpointStore(config["store_root"])
-    staging = store.staging_dir(store_key) if ctx.rank == 0 else None
-    result = run_phase(replace(request, output_dir=str(staging) if staging else "unused-on-this-rank"), ctx)
-    if staging is not None:
-        write_summary(staging, result)
-        store.commit(store_key, staging)
+    from xgrid.running.stage1_writer import train_checkpoint
+    from xgrid.running.store import CheckpointStore
 
-
-def write_summary(folder, result: PhaseResult) -> None:
-    """The checkpoint carries its own training record; the driver reads it from the store (Train V2 keeps no
-    metrics in Result for runs that report without checkpoints)."""
-    from pathlib import Path
-
-    (Path(folder) / SUMMARY_FILE).write_text(json.dumps(result.summary()))
+    train_checkpoint(config["request"], config["store_key"], CheckpointStore(config["store_root"]), ctx)
 
 
 def torch_trainer(config: dict[str, Any], resources: Resources, name: str, storage_path: str,

@@ -1,0 +1,67 @@
+"""What happens during a search, as events the driver hears: the live progress, the trackers (MLflow) and the
+results files all listen. This module sits below both the search (which emits) and the trackers (which
+listen), and knows nothing of Ray or of any tracking backend.
+
+Everything is observed in the driver process, so a run's status is always closed by someone alive (a worker
+killed by the scheduler cannot leave its MLflow run RUNNING).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from xgrid.planning.plan import Cell, Plan, Stage1Job
+from xgrid.tracking_schema import RETRIEVAL, STAGE2
+
+Status = Literal["completed", "stopped", "failed"]
+
+
+@dataclass
+class TrialRecord:
+    """One stage-2 trial (a learning rate tried on a cell) or one retrieval evaluation of a cell."""
+
+    trial_id: str
+    cell: Cell
+    learning_rate: float | None  # None for a retrieval evaluation: nothing is trained
+    status: Status = "completed"
+    metrics: dict[str, Any] = field(default_factory=dict)  # the last report (final metrics when completed)
+    history: list[dict[str, Any]] = field(default_factory=list)  # every per-epoch report
+    error: str | None = None
+
+    @property
+    def stage(self) -> str:
+        """`stage2` for a fine-tuning trial, `retrieval` for a cell scored straight from its encoder."""
+        return STAGE2 if self.cell.trains else RETRIEVAL
+
+
+class SearchListener:
+    """No-op base: override what you need."""
+
+    def search_started(self, plan: Plan, search_dir: str) -> None: ...
+    def search_finished(self, status: str) -> None: ...
+    def stage1_started(self, job: Stage1Job) -> None: ...
+    def stage1_finished(self, job: Stage1Job, trained: bool, result: dict[str, Any] | None) -> None: ...
+    def stage1_failed(self, job: Stage1Job, error: str) -> None: ...
+    def trial_started(self, record: TrialRecord) -> None: ...
+    def trial_result(self, record: TrialRecord, metrics: dict[str, Any]) -> None: ...
+    def trial_finished(self, record: TrialRecord) -> None: ...
+    def target_finished(self, target: str, records: list[TrialRecord]) -> None: ...
+
+
+class Listeners(SearchListener):
+    """Fan-out to several listeners, in order."""
+
+    def __init__(self, *listeners: SearchListener | None):
+        self.listeners = [listener for listener in listeners if listener is not None]
+
+
+def _fan_out(name: str):
+    def method(self: Listeners, *args: Any, **kwargs: Any) -> None:
+        for listener in self.listeners:
+            getattr(listener, name)(*args, **kwargs)
+    return method
+
+
+for _name in [n for n in vars(SearchListener) if not n.startswith("_")]:
+    setattr(Listeners, _name, _fan_out(_name))

@@ -1,0 +1,169 @@
+"""Expand a search space into the work it implies, resolved once: which work is shared, and what each piece needs.
+
+A *cell* is (base model, intermediate entry, target, seed); its learning rate is searched by stage 2. A stage-1
+*job* trains one intermediate checkpoint; it depends on the base model, the intermediate task(s), their
+hyper-parameters, the seed and the data identity - never on the target - so T targets share it.
+
+`build_plan` is the only place that looks tasks up in the registry: every job and cell carries its `TaskSpec`s
+and whether it trains, so everything downstream (cost, stage 1, stage 2, tracking, results) takes the plan alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from xgrid.config import (EMBEDDED_TINY, NONE_BASELINE, BaseModelSpec, IntermediateGroup, SearchSpace,
+                          intermediate_label, intermediate_tasks)
+from xgrid.tasks import TaskRegistry, TaskSpec
+
+CHECKPOINT_FORMAT = 1  # bump when what a stage-1 checkpoint contains changes
+
+
+@dataclass(frozen=True)
+class Stage1Job:
+    key: str
+    base_model: BaseModelSpec
+    intermediate: str  # label: a task name or a group name
+    tasks: tuple[str, ...]
+    kind: str
+    seed: int
+    task_specs: tuple[TaskSpec, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def trains(self) -> bool:
+        return bool(self.tasks)
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    base_model: BaseModelSpec
+    intermediate: str
+    intermediate_tasks: tuple[str, ...]
+    kind: str  # syntactic / semantic / ner / other / multi / none
+    target: str
+    target_format: str
+    target_group: str
+    seed: int
+    stage1_key: str
+    # The intermediate task is (or contains) the target's own English training data: not transfer.
+    own_data: bool = False
+    target_task: TaskSpec | None = field(default=None, compare=False, repr=False)
+    # The task whose English data the target fine-tunes on (XNLI: MNLI); None for a retrieval target.
+    train_task: TaskSpec | None = field(default=None, compare=False, repr=False)
+    # The languages evaluated: all of the target's, or those a `task.lang` name selected (English kept first
+    # when the target has it: checkpoints are selected on English dev).
+    languages: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def trains(self) -> bool:
+        """Fine-tuned in stage 2, or scored straight from the stage-1 encoder (retrieval)."""
+        return self.train_task is not None
+
+    @property
+    def metric(self) -> str:
+        return self.target_task.metric
+
+    def tags(self) -> dict[str, str]:
+        return {"cell_id": self.id, "base_model": self.base_model.name, "intermediate": self.intermediate,
+                "intermediate_tasks": ",".join(self.intermediate_tasks) or NONE_BASELINE,
+                "intermediate_kind": self.kind, "target": self.target, "target_format": self.target_format,
+                "target_group": self.target_group, "seed": str(self.seed), "stage1_key": self.stage1_key,
+                "own_data": str(self.own_data).lower()}
+
+
+@dataclass
+class Plan:
+    space: SearchSpace
+    jobs: list[Stage1Job]  # unique stage-1 checkpoints (baselines included: they train nothing)
+    cells: list[Cell]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trained_jobs(self) -> list[Stage1Job]:
+        return [j for j in self.jobs if j.trains]
+
+    def cells_for(self, target: str) -> list[Cell]:
+        return [c for c in self.cells if c.target == target]
+
+    def target_task(self, target: str) -> TaskSpec:
+        return next(c.target_task for c in self.cells if c.target == target)
+
+    @property
+    def trials_per_cell(self) -> int:
+        """Stage-2 trials of a trained cell: one when the learning rate is not searched."""
+        return self.space.search.trials_per_cell if self.space.target_training.searched else 1
+
+    def stage2_trials(self) -> int:
+        return sum(self.trials_per_cell for c in self.cells if c.trains)
+
+    def retrieval_evaluations(self) -> int:
+        return sum(not c.trains for c in self.cells)
+
+    def describe(self) -> dict[str, Any]:
+        """What plan.json holds: the jobs, the cells (as their tags) and the notes."""
+        from dataclasses import asdict, replace
+
+        # The resolved TaskSpecs are the registry's, not the plan's record: the task names are.
+        jobs = [{k: v for k, v in asdict(replace(j, task_specs=())).items() if k != "task_specs"} for j in self.jobs]
+        return {"jobs": jobs, "cells": [c.tags() for c in self.cells], "notes": self.notes}
+
+
+def intermediate_kind(entry: Any, registry: TaskRegistry) -> str:
+    if isinstance(entry, IntermediateGroup):
+        return "multi"
+    return NONE_BASELINE if entry == NONE_BASELINE else registry.get(entry).kind
+
+
+def stage1_key(space: SearchSpace, base: BaseModelSpec, tasks: tuple[TaskSpec, ...], seed: int) -> str:
+    """Content address of a stage-1 checkpoint: a hash of everything it depends on, and nothing else."""
+    names = sorted(t.name for t in tasks)
+    payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "base": {"source": base.source, "family": base.family},
+                               "tasks": names, "seed": seed if tasks else None}
+    if tasks:
+        payload["hparams"] = space.intermediate_training.model_dump(mode="json")
+        payload["local_paths"] = {t: space.local_paths[t] for t in names if t in space.local_paths}
+    if base.source == EMBEDDED_TINY or any(t.source.seeded_by_microbench for t in tasks):
+        payload["microbench_seed"] = space.microbench_seed  # the embedded data and tokenizer depend on it
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return digest[:20]
+
+
+def build_plan(space: SearchSpace, registry: TaskRegistry) -> Plan:
+    jobs: dict[str, Stage1Job] = {}
+    cells: list[Cell] = []
+    selections = {name: registry.select(name) for name in space.targets}
+    targets = {name: selection.task for name, selection in selections.items()}
+    train_tasks = {name: registry.train_task_of(t) if registry.trains(t) else None for name, t in targets.items()}
+    for base in space.base_models:
+        for entry in space.intermediates:
+            label, names = intermediate_label(entry), intermediate_tasks(entry)
+            specs = tuple(registry.get(n) for n in names)
+            kind = intermediate_kind(entry, registry)
+            for seed in space.seeds:
+                key = stage1_key(space, base, specs, seed)
+                jobs.setdefault(key, Stage1Job(key, base, label, names, kind, seed if names else 0, specs))
+                for target_name, target in targets.items():
+                    own = _own_data(target, names, registry)
+                    cell_id = hashlib.sha256(f"{base.name}|{label}|{target_name}|{seed}".encode()).hexdigest()[:10]
+                    cells.append(Cell(cell_id, base, label, names, kind, target_name, target.format,
+                                      target.group or "", seed, key, own, target, train_tasks[target_name],
+                                      _evaluated_languages(target, selections[target_name].languages)))
+    flagged = sorted({(c.intermediate, c.target) for c in cells if c.own_data})
+    notes = [f"{i} -> {t}: the intermediate task is the target's own English training data (not transfer)"
+             for i, t in flagged]
+    return Plan(space, list(jobs.values()), cells, notes)
+
+
+def _evaluated_languages(target: TaskSpec, selected: tuple[str, ...]) -> tuple[str, ...]:
+    if "en" in target.languages and "en" not in selected:
+        return ("en",) + selected
+    return selected
+
+
+def _own_data(target: TaskSpec, tasks: tuple[str, ...], registry: TaskRegistry) -> bool:
+    own = {registry.train_task_of(target).name, target.name, *target.same_data_as}
+    return any(t in own for t in tasks)
