@@ -24,3 +24,12 @@ def test_default_space_is_shipped_in_the_package_and_in_search_spaces():
     packaged = ROOT / "xgrid" / "spaces" / "microbench_default.yaml"
     shown = ROOT / "search_spaces" / "microbench_default.yaml"
     assert packaged.read_text() == shown.read_text()
+
+
+def test_the_python_example_imports_what_exists():
+    """The README's Python example names real modules and functions (running it is a whole search)."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)\n```", text.split("## Architecture", 1)[1], re.S).group(1)
+    imports = [line for line in block.splitlines() if line.startswith(("from ", "import "))]
+    assert len(imports) >= 5
+    exec("\n".join(imports), {})
