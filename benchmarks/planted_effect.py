@@ -18,18 +18,19 @@ from statistics import mean, stdev
 from xgrid.config import load_space
 from xgrid.planning.plan import build_plan
 from xgrid.running.local import run_cell
+from xgrid.spaces import resolve_space
 from xgrid.tasks import default_registry
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("space", nargs="?", default="xgrid/spaces/microbench_default.yaml")
+    parser.add_argument("space", nargs="?", help="a space file or shipped name (default: the micro-benchmark)")
     parser.add_argument("--seeds", type=int, nargs="*")
     parser.add_argument("--store", default="/tmp/xgrid-bench-store")
     parser.add_argument("--targets", nargs="*")
     args = parser.parse_args()
     registry = default_registry()
-    space = load_space(args.space, registry)
+    space = load_space(resolve_space(args.space), registry)
     if args.seeds:
         space = space.model_copy(update={"seeds": args.seeds})
     if args.targets:

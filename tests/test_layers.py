@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xgrid"
 LAYERS = [
     ["xgrid", "xgrid.tracking_schema"],
     ["xgrid.config"],
-    ["xgrid.data", "xgrid.metrics"],
+    ["xgrid.data", "xgrid.metrics", "xgrid.spaces"],
     ["xgrid.models"],  # the tiny model's tokenizer is trained on the micro-benchmark's vocabulary
     ["xgrid.formats"],
     ["xgrid.tasks"],

@@ -46,7 +46,7 @@ def compare(
     print_report(report)
     out_dir = out or output_dir / "compare" / safe_name(report.experiment or experiment)
     files = write_report(report, out_dir)
-    console.print(f"wrote {len(files)} files to {out_dir.resolve()}")
+    console.print(f"wrote {len(files)} files to {out_dir.resolve()}", soft_wrap=True)  # a path: one line, to copy
     if no_log:
         return
     try:
@@ -55,7 +55,8 @@ def compare(
         raise fail(str(err)) from None
     except TrackingError as err:
         raise fail(f"logging to MLflow ({uri}) failed, the files are in {out_dir}: {err}", code=1) from None
-    console.print(f"logged them to MLflow run {run_id} (experiment {report.experiment!r}) under compare/  ({uri})")
+    console.print(f"logged them to MLflow run {run_id} (experiment {report.experiment!r}) under compare/  ({uri})",
+                  soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------

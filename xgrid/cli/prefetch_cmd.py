@@ -21,7 +21,7 @@ from xgrid.tasks import default_registry
 
 
 def prefetch(
-    space: Annotated[Path, typer.Argument(help="search-space YAML whose data and models to download")],
+    space: Annotated[Path, typer.Argument(help="search-space YAML file, or the name of a shipped space, whose data and models to download")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be fetched; download nothing")] = False,
     cache_dir: Annotated[Optional[str], typer.Option(help="datasets cache folder (default: HF_HOME's)")] = None,
     models: Annotated[bool, typer.Option(help="also download the base models' weights and tokenizers")] = True,

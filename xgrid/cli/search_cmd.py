@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
-from xgrid.cli.common import console, fail, read_space, user_errors
+from xgrid.cli.common import (FormatOption, JsonOption, OutputFormat, console, fail, output_format, read_space,
+                              user_errors)
 from xgrid.planning.cost import estimate
 from xgrid.planning.plan import Plan, build_plan
 from xgrid.tasks import default_registry
@@ -17,7 +18,7 @@ from xgrid.tracking_schema import ENGLISH_DEV, default_tracking_uri
 
 
 def search(
-    space: Annotated[Optional[Path], typer.Argument(help="search-space YAML (default: the embedded micro-benchmark)")] = None,
+    space: Annotated[Optional[Path], typer.Argument(help="search-space YAML file, or the name of a shipped space (microbench-default, x-stilts-reproduction, xtreme-r-syntactic-vs-semantic); default: the embedded micro-benchmark")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print the plan and its cost; run nothing")] = False,
     address: Annotated[Optional[str], typer.Option(help="join a running Ray cluster (ray://head:10001, auto); "
                                                          "default: start local Ray", envvar="RAY_ADDRESS")] = None,
@@ -32,10 +33,16 @@ def search(
     cpus_per_worker: Annotated[Optional[float], typer.Option(help="CPUs per worker")] = None,
     gpus_per_worker: Annotated[Optional[float], typer.Option(help="GPUs per worker")] = None,
     trial_backend: Annotated[Optional[str], typer.Option(help="auto | ray_train | inline (see README: trial overhead)")] = None,
+    fmt: FormatOption = None,  # json: with --dry-run only
+    as_json: JsonOption = False,
 ) -> None:
     """Run a transfer grid: stage 1 trains each intermediate checkpoint once, stage 2 searches each target."""
     from xgrid.search.options import SearchOptions
 
+    as_json = output_format(fmt, as_json) is OutputFormat.json
+    if as_json and not dry_run:  # a running search prints live progress; its results are in results.json
+        raise fail("--format json needs --dry-run: a running search prints live progress, not JSON "
+                   "(its results go to the search folder's results.json)")
     registry = default_registry()
     config = read_space(space, registry)
     with user_errors():
@@ -43,6 +50,9 @@ def search(
                                         "workers_per_trial": workers_per_trial, "cpus_per_worker": cpus_per_worker,
                                         "gpus_per_worker": gpus_per_worker, "trial_backend": trial_backend})
     plan = build_plan(config, registry)
+    if as_json:
+        console.print_json(data=plan_json(plan))
+        return
     print_plan(plan)
     if dry_run:
         return
@@ -61,8 +71,9 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
     from xgrid.tracking.listener import TrackingListener
 
     def ready(search_dir, dashboard):
-        console.print(f"search folder: {search_dir}")
-        console.print(f"Ray dashboard: {dashboard or 'see your cluster'}")
+        # soft_wrap: a path is one line even in a narrow terminal, so it can be copied whole
+        console.print(f"search folder: {search_dir}", soft_wrap=True, highlight=False)
+        console.print(f"Ray dashboard: {dashboard or 'see your cluster'}", soft_wrap=True, highlight=False)
 
     try:
         check_address(options)  # before the tracker creates anything: a refused search leaves nothing behind
@@ -96,13 +107,42 @@ def print_results(outcome, tracker, experiment: str) -> None:
         console.print(table)
     failed = [r for records in outcome.records.values() for r in records if r.status == "failed"]
     for error, count in Counter(r.error or "unknown error" for r in failed).most_common(5):
-        console.print(f"[red]{count} trial(s) failed:[/] {error}", highlight=False)
+        console.print(f"[red]{count} trial(s) failed:[/] {error}", highlight=False, soft_wrap=True)
     console.print(f"stage 1: {outcome.stage1_trained} checkpoints trained, {outcome.stage1_reused} reused")
     uri = tracker.tracking_uri
     console.print(f"MLflow: experiment {experiment!r} (id {tracker.experiment_id}) "
-                  f"at {uri}; UI: mlflow ui --backend-store-uri {uri}; then xgrid compare {experiment}")
+                  f"at {uri}; UI: mlflow ui --backend-store-uri {uri}; then xgrid compare {experiment}", soft_wrap=True)
     console.print(f"done in {outcome.seconds:.0f} s. Results: {outcome.search_dir}/results.csv (best per cell), "
-                  f"results.json (every trial); Optuna studies: optuna-dashboard sqlite:///{outcome.search_dir}/optuna.db")
+                  f"results.json (every trial); Optuna studies: optuna-dashboard sqlite:///{outcome.search_dir}/optuna.db",
+                  soft_wrap=True)
+
+
+def target_rows(plan: Plan) -> list[dict[str, Any]]:
+    """Per target: what the plan table shows and `--format json` prints (one source for both)."""
+    rows = []
+    for target in plan.space.targets:
+        cells = plan.cells_for(target)
+        rows.append({"target": target, "format": cells[0].target_format, "cells": len(cells),
+                     "trials": sum(plan.trials_per_cell for c in cells if c.trains), "trains": cells[0].trains,
+                     "intermediates": list(dict.fromkeys(c.intermediate for c in cells))})
+    return rows
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The dry run for scripts: the numbers of `print_plan`, unrounded; null where the table says unknown."""
+    space, cost = plan.space, estimate(plan)
+    return {
+        "space": space.name, "fingerprint": space.fingerprint(),
+        "base_models": [m.name for m in space.base_models], "seeds": list(space.seeds),
+        "selection_policy": space.selection_policy,
+        "targets": target_rows(plan),
+        "totals": {"cells": len(plan.cells), "stage1_checkpoints": cost.stage1_jobs,
+                   "stage2_trials": cost.stage2_trials, "retrieval_evaluations": cost.retrieval_evals,
+                   "stage1_example_passes": cost.stage1_example_passes,
+                   "stage2_example_passes": cost.stage2_example_passes},
+        "estimates": {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours},
+        "notes": plan.notes + cost.notes,
+    }
 
 
 def print_plan(plan: Plan) -> None:
@@ -114,11 +154,9 @@ def print_plan(plan: Plan) -> None:
     table = Table(title="plan")
     for column in ("target", "format", "cells", "trials", "intermediates"):
         table.add_column(column)
-    for target in space.targets:
-        cells = plan.cells_for(target)
-        trials = sum(plan.trials_per_cell for c in cells if c.trains)
-        table.add_row(target, cells[0].target_format, str(len(cells)), str(trials) if trials else "- (scored, not trained)",
-                      ", ".join(dict.fromkeys(c.intermediate for c in cells)))
+    for row in target_rows(plan):
+        table.add_row(row["target"], row["format"], str(row["cells"]),
+                      str(row["trials"]) if row["trials"] else "- (scored, not trained)", ", ".join(row["intermediates"]))
     console.print(table)
     console.print(f"cells: {len(plan.cells)}   unique stage-1 checkpoints to train: {cost.stage1_jobs} "
                   f"(shared by {len(space.targets)} targets; never {cost.stage1_jobs * len(space.targets)})   "

@@ -1,0 +1,228 @@
+"""Output as a script or a log sees it: the CLI in a real subprocess with stdout to a pipe (no terminal, no
+COLUMNS), so rich cannot fall back to 80 columns and fold cells into slivers; `--json` / `--format json`; and the
+progress, one line per change in a log and a Live table in a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from xgrid.cli import common
+from xgrid.spaces import DEFAULT_SPACE
+from xgrid.config import load_space
+from xgrid.planning.cost import estimate
+from xgrid.planning.plan import build_plan
+from xgrid.search.progress import Progress
+from xgrid.tasks import default_registry
+from tests.compare.test_runs import EXPERIMENT, grid_store  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACES = {"default": DEFAULT_SPACE, "xtreme_r": ROOT / "search_spaces" / "xtreme_r_syntactic_vs_semantic.yaml"}
+BORDERS = set("│┃┏┓┗┛┡┩━─└┘╇╋")
+
+
+@functools.cache
+def xgrid(*args: str) -> subprocess.CompletedProcess:
+    """`xgrid ARGS` with stdout and stderr to pipes, as `| cat` or `> file` would; each command runs once."""
+    env = {**os.environ, "COLUMNS": "", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "xgrid.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)
+
+
+def rows(text: str) -> list[list[str]]:
+    """The body rows of rich tables: the cells of each `│ a │ b │` line."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")]
+
+
+def assert_whole_rows(text: str) -> None:
+    """No cell cut short, and no row that only carries on a cell of the row above (a wrapped cell)."""
+    assert "…" not in text
+    for cells in rows(text):
+        assert cells[0], f"continuation line: {cells}"
+
+
+def test_tasks_piped_keeps_every_row_whole():
+    result = xgrid("tasks")
+    assert result.returncode == 0, result.stderr
+    assert_whole_rows(result.stdout)
+    by_name = {cells[0]: cells for cells in rows(result.stdout)}
+    registry = list(default_registry())
+    assert len(rows(result.stdout)) == len(registry)
+    for task in registry:
+        assert by_name[task.name][-1] == str(task.source.describe()), task.name
+    assert result.stdout.splitlines()[-1] == f"{len(registry)} tasks"
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_dry_run_piped_keeps_intermediates_and_notes_on_one_line(space):
+    result = xgrid("search", str(SPACES[space]), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert_whole_rows(result.stdout)
+    plan = build_plan(load_space(SPACES[space], default_registry()), default_registry())
+    by_target = {cells[0]: cells for cells in rows(result.stdout)}
+    for target in plan.space.targets:
+        assert by_target[target][-1] == ", ".join(dict.fromkeys(c.intermediate for c in plan.cells_for(target)))
+    lines = result.stdout.splitlines()
+    for note in plan.notes + estimate(plan).notes:
+        assert f"note: {note}" in lines
+    assert any(line.startswith(f"cells: {len(plan.cells)} ") and line.endswith("retrieval evaluations: "
+                                                                              f"{plan.retrieval_evaluations()}")
+               for line in lines)
+
+
+def test_tasks_json_lists_every_task_with_all_its_languages():
+    result = xgrid("tasks", "--json")
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(result.stdout)
+    registry = list(default_registry())
+    assert [e["name"] for e in entries] == [t.name for t in registry]
+    for entry, task in zip(entries, registry):
+        assert entry == {"name": task.name, "format": task.format, "kind": task.kind,
+                         "role": "target" if task.is_target else "intermediate", "group": task.group,
+                         "languages": list(task.languages), "source": str(task.source.describe()),
+                         "metric": task.metric}
+    assert any(len(e["languages"]) > 8 for e in entries)  # the table abbreviates these; JSON does not
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_dry_run_json_has_the_numbers_of_the_estimate(space):
+    result = xgrid("search", str(SPACES[space]), "--dry-run", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    plan = build_plan(load_space(SPACES[space], default_registry()), default_registry())
+    cost = estimate(plan)
+    assert out["space"] == plan.space.name and out["fingerprint"] == plan.space.fingerprint()
+    assert out["totals"] == {"cells": len(plan.cells), "stage1_checkpoints": cost.stage1_jobs,
+                             "stage2_trials": cost.stage2_trials, "retrieval_evaluations": cost.retrieval_evals,
+                             "stage1_example_passes": cost.stage1_example_passes,
+                             "stage2_example_passes": cost.stage2_example_passes}
+    assert out["estimates"] == {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours}
+    assert out["notes"] == plan.notes + cost.notes
+    assert [t["target"] for t in out["targets"]] == list(plan.space.targets)
+    assert sum(t["trials"] for t in out["targets"]) == cost.stage2_trials
+    assert sum(t["cells"] for t in out["targets"]) == len(plan.cells)
+
+
+def test_json_without_dry_run_is_refused_in_one_line(tmp_path):
+    # --address ray://: should the refusal ever go, the search is still refused before it writes anything
+    result = xgrid("search", "--format", "json", "--output-dir", str(tmp_path), "--address", "ray://nowhere:1")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --format json needs --dry-run"), result.stderr
+
+
+def test_compare_piped_keeps_every_row_whole(grid_store, tmp_path):  # noqa: F811
+    result = xgrid("compare", EXPERIMENT, "--tracking-uri", grid_store.uri, "--out", str(tmp_path), "--n-boot", "50",
+                   "--no-log")
+    assert result.returncode == 0, result.stderr
+    assert_whole_rows(result.stdout)
+    assert rows(result.stdout)
+    assert any(line.startswith("wrote ") and line.endswith(str(tmp_path.resolve())) for line in result.stdout.splitlines())
+
+
+def test_console_fits_content_off_a_terminal_unless_columns_is_set(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert common._console().width == common.LOG_WIDTH  # pytest captures stdout: not a terminal
+    monkeypatch.setenv("COLUMNS", "123")
+    assert common._console().width == 123
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# progress
+# ---------------------------------------------------------------------------------------------------------------
+
+PLAN = SimpleNamespace(jobs=["a", "b"], space=SimpleNamespace(targets=["t1", "t2"]))
+
+
+def trial(target: str, status: str = "completed"):
+    return SimpleNamespace(cell=SimpleNamespace(target=target), status=status)
+
+
+def drive(progress: Progress) -> None:
+    progress.search_started(PLAN, "/runs/x")
+    for job in PLAN.jobs:
+        progress.stage1_started(job)
+        progress.stage1_finished(job, True, {})
+    for target, score in (("t1", 50.0), ("t2", 60.0)):
+        for status in ("completed", "stopped"):
+            record = trial(target, status)
+            progress.trial_started(record)
+            progress.trial_result(record, {"en_dev": score})
+            progress.trial_finished(record)
+    progress.search_finished("FINISHED")
+
+
+def log_lines(out: io.StringIO) -> list[str]:
+    lines = out.getvalue().splitlines()
+    for line in lines:
+        assert re.match(r"\[\s*\d+ s\] \S", line), line
+        assert not BORDERS & set(line), line
+    return [line.split("] ", 1)[1] for line in lines]
+
+
+def test_progress_off_a_terminal_prints_one_line_per_change():
+    out = io.StringIO()
+    drive(Progress(Console(file=out, width=80), "en_dev", interval=0))
+    lines = log_lines(out)
+    assert len(lines) == len(set(lines))  # only changes
+    assert "stage 1: 2 trained, 0 reused from the store, 0 running, 0 failed (of 2)" in lines
+    assert "t1: 1 completed, 0 running, 1 stopped early, 0 failed, best en_dev 50.0" in lines
+    assert lines[-1] == "t2: 1 completed, 0 running, 1 stopped early, 0 failed, best en_dev 60.0"
+
+
+def test_progress_off_a_terminal_is_throttled_but_ends_each_stage_and_target():
+    out = io.StringIO()
+    drive(Progress(Console(file=out, width=80), "en_dev", interval=3600))
+    assert log_lines(out) == [
+        "stage 1: 0 trained, 0 reused from the store, 0 running, 0 failed (of 2)",  # the first line is not held back
+        "stage 1: 2 trained, 0 reused from the store, 0 running, 0 failed (of 2)",
+        "t1: 1 completed, 0 running, 1 stopped early, 0 failed, best en_dev 50.0",
+        "t2: 1 completed, 0 running, 1 stopped early, 0 failed, best en_dev 60.0",
+    ]
+
+
+def test_progress_prints_a_held_back_change_when_the_interval_is_up():
+    out = io.StringIO()
+    progress = Progress(Console(file=out, width=80), "en_dev", interval=0.2)
+    progress.search_started(PLAN, "/runs/x")
+    progress.stage1_started("a")  # within the interval: held back, then printed by the timer
+    time.sleep(0.6)
+    assert log_lines(out)[-1] == "stage 1: 0 trained, 0 reused from the store, 1 running, 0 failed (of 2)"
+    progress.search_finished("KILLED")
+
+
+def test_progress_stays_on_stdout_while_tune_output_is_redirected(capsys):
+    # stage 2 runs Tune inside redirect_stdout(tune.log): the progress must not follow it there
+    progress = Progress(Console(width=80), "en_dev", interval=0)
+    progress.search_started(PLAN, "/runs/x")
+    tune_log = io.StringIO()
+    with contextlib.redirect_stdout(tune_log):
+        record = trial("t1")
+        progress.trial_started(record)
+        progress.trial_finished(record)
+    progress.search_finished("FINISHED")
+    assert tune_log.getvalue() == ""
+    assert "t1: 1 completed" in capsys.readouterr().out
+
+
+def test_progress_in_a_terminal_is_a_live_table():
+    out = io.StringIO()
+    progress = Progress(Console(file=out, width=100, force_terminal=True), "en_dev")
+    progress.search_started(PLAN, "/runs/x")
+    assert progress._live is not None
+    progress.search_finished("FINISHED")
+    text = out.getvalue()
+    assert "┏" in text and "best en_dev" in text and "t2" in text
