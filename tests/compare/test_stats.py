@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -215,16 +213,14 @@ def test_bootstrap_statistic_is_nested_mean():
     assert single.low <= 0.5 <= single.high
 
 
-def test_bootstrap_is_deterministic_and_fast():
+def test_bootstrap_is_deterministic():
+    """(Its speed is a benchmark: `python benchmarks/compare_bootstrap.py`.)"""
     g = make_gains(np.random.default_rng(0), n_syn=10, n_sem=10, n_seeds=5)
-    t0 = time.perf_counter()
     r1 = hierarchical_bootstrap(g, n_boot=2000, seed=7)
-    elapsed = time.perf_counter() - t0
     r2 = hierarchical_bootstrap(g, n_boot=2000, seed=7)
     r3 = hierarchical_bootstrap(g, n_boot=2000, seed=8)
     assert (r1.low, r1.high) == (r2.low, r2.high)
     assert (r1.low, r1.high) != (r3.low, r3.high)
-    assert elapsed < 1.0
 
 
 def test_bootstrap_rejects_bad_input():
