@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from xgrid.cli import app, common
+from tests.assertions import one_line_error
 from tests.search.test_status import STAMP, new_search, optuna_search, plan, tracked_search  # noqa: F401
 
 runner = CliRunner()
@@ -23,15 +24,6 @@ def wide_console(monkeypatch):
 
 def _run(*args):
     return runner.invoke(app, ["status", *args])
-
-
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_the_latest_search_under_the_output_dir(tmp_path, plan):  # noqa: F811
@@ -76,12 +68,12 @@ def test_a_search_dir_given_by_path_reads_the_store_beside_it(tmp_path, plan, mo
 
 def test_not_a_search_folder_exits_2_with_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    _one_line_error(_run(str(tmp_path / "empty")), str(tmp_path / "empty"), "not a search folder")
-    _one_line_error(_run(str(tmp_path / "missing")), str(tmp_path / "missing"), "does not exist")
+    one_line_error(_run(str(tmp_path / "empty")), str(tmp_path / "empty"), "not a search folder")
+    one_line_error(_run(str(tmp_path / "missing")), str(tmp_path / "missing"), "does not exist")
 
 
 def test_no_search_folder_at_all_names_the_output_dir(tmp_path):
-    _one_line_error(_run("--output-dir", str(tmp_path / "runs")), "no search folder under", str(tmp_path / "runs"))
+    one_line_error(_run("--output-dir", str(tmp_path / "runs")), "no search folder under", str(tmp_path / "runs"))
 
 
 def _closed_port() -> int:

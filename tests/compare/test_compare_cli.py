@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from xgrid import tracking_schema as schema
 from xgrid.cli import app
+from tests.assertions import one_line_error
 from xgrid.cli import common
 from xgrid.tracking_schema import default_tracking_uri
 from tests.compare.test_runs import EXPERIMENT, TARGETS, _client, _new_run, grid_store  # noqa: F401
@@ -48,30 +49,21 @@ def test_no_log_and_default_out(grid_store, tmp_path, monkeypatch):  # noqa: F81
     assert "logged them" not in result.stdout
 
 
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def test_unknown_experiment_exits_2_with_a_suggestion(grid_store):  # noqa: F811
-    _one_line_error(_run("xgrid-plnated", "--tracking-uri", grid_store.uri),
+    one_line_error(_run("xgrid-plnated", "--tracking-uri", grid_store.uri),
                     "no MLflow experiment 'xgrid-plnated'", "did you mean 'xgrid-planted'")
 
 
 def test_missing_store_exits_2(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    _one_line_error(_run(EXPERIMENT, "--output-dir", str(tmp_path / "nothing")), "no MLflow store")
+    one_line_error(_run(EXPERIMENT, "--output-dir", str(tmp_path / "nothing")), "no MLflow store")
 
 
 def test_no_stage2_runs_and_no_baseline_exit_2(grid_store):  # noqa: F811
     client = _client(grid_store.uri)
     empty = client.create_experiment("cli-empty", artifact_location=(grid_store.root / "a3").as_uri())
     client.create_run(empty, tags={schema.STAGE: schema.SEARCH_STAGE})
-    _one_line_error(_run("cli-empty", "--tracking-uri", grid_store.uri), "no stage-2 or retrieval runs")
+    one_line_error(_run("cli-empty", "--tracking-uri", grid_store.uri), "no stage-2 or retrieval runs")
 
     no_base = client.create_experiment("cli-nobase", artifact_location=(grid_store.root / "a4").as_uri())
     for name, kind in (("mb_chunk", "syntactic"), ("mb_para", "semantic")):
@@ -80,7 +72,7 @@ def test_no_stage2_runs_and_no_baseline_exit_2(grid_store):  # noqa: F811
                                    "target_group": "classification", "target_format": "classification",
                                    "seed": "0", "own_data": "false", schema.POLICY_TAG: "english_dev"},
                  {"accuracy.en": 70.0, "accuracy.avg": 70.0, "best.english_dev": 70.0}, {"learning_rate": 1e-5})
-    _one_line_error(_run("cli-nobase", "--tracking-uri", grid_store.uri), "no baseline cells")
+    one_line_error(_run("cli-nobase", "--tracking-uri", grid_store.uri), "no baseline cells")
 
 
 def test_default_tracking_uri_matches_the_search(tmp_path, monkeypatch):
