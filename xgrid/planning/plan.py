@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from xgrid import tracking_schema as schema
 from xgrid.config import (EMBEDDED_TINY, NONE_BASELINE, BaseModelSpec, IntermediateGroup, SearchSpace,
                           intermediate_label, intermediate_tasks)
 from xgrid.tasks import TaskRegistry, TaskSpec
@@ -35,6 +36,12 @@ class Stage1Job:
     @property
     def trains(self) -> bool:
         return bool(self.tasks)
+
+    def tags(self) -> dict[str, str]:
+        """What identifies the checkpoint in tracking (a stage-1 run has no target tags)."""
+        return {schema.BASE_MODEL_TAG: self.base_model.name, schema.INTERMEDIATE_TAG: self.intermediate,
+                schema.INTERMEDIATE_TASKS_TAG: ",".join(self.tasks), schema.KIND_TAG: self.kind,
+                schema.SEED_TAG: str(self.seed), schema.STAGE1_KEY_TAG: self.key}
 
 
 @dataclass(frozen=True)
@@ -68,11 +75,12 @@ class Cell:
         return self.target_task.metric
 
     def tags(self) -> dict[str, str]:
-        return {"cell_id": self.id, "base_model": self.base_model.name, "intermediate": self.intermediate,
-                "intermediate_tasks": ",".join(self.intermediate_tasks) or NONE_BASELINE,
-                "intermediate_kind": self.kind, "target": self.target, "target_format": self.target_format,
-                "target_group": self.target_group, "seed": str(self.seed), "stage1_key": self.stage1_key,
-                "own_data": str(self.own_data).lower()}
+        return {schema.CELL_TAG: self.id, schema.BASE_MODEL_TAG: self.base_model.name,
+                schema.INTERMEDIATE_TAG: self.intermediate,
+                schema.INTERMEDIATE_TASKS_TAG: ",".join(self.intermediate_tasks) or NONE_BASELINE,
+                schema.KIND_TAG: self.kind, schema.TARGET_TAG: self.target, schema.TARGET_FORMAT_TAG: self.target_format,
+                schema.TARGET_GROUP_TAG: self.target_group, schema.SEED_TAG: str(self.seed),
+                schema.STAGE1_KEY_TAG: self.stage1_key, schema.OWN_DATA_TAG: str(self.own_data).lower()}
 
 
 @dataclass

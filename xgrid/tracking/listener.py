@@ -106,10 +106,8 @@ class TrackingListener(SearchListener):
     # --- stage 1 --------------------------------------------------------------------------------------------
     def stage1_started(self, job: Stage1Job) -> None:
         training = self.space.intermediate_training
-        tags = {schema.STAGE: schema.STAGE1, schema.BASE_MODEL_TAG: job.base_model.name,
-                schema.INTERMEDIATE_TAG: job.intermediate, schema.INTERMEDIATE_TASKS_TAG: ",".join(job.tasks),
-                schema.KIND_TAG: job.kind, schema.SEED_TAG: str(job.seed), schema.STAGE1_KEY_TAG: job.key}
-        self._start(f"stage1:{job.key}", f"stage1-{job.intermediate}-s{job.seed}", tags,
+        self._start(f"stage1:{job.key}", f"stage1-{job.intermediate}-s{job.seed}",
+                    {schema.STAGE: schema.STAGE1} | job.tags(),
                     {schema.LEARNING_RATE: str(training.learning_rate)} | _hparams("", training))
 
     def stage1_finished(self, job: Stage1Job, trained: bool, result: dict[str, Any] | None) -> None:
