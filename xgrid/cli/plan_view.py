@@ -23,7 +23,7 @@ def target_rows(plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+def plan_json(plan: Plan, store_root: str | None = None) -> dict[str, Any]:
     """The dry run for scripts: the numbers of `print_plan`, unrounded; null where the table says unknown."""
     space, cost = plan.space, estimate(plan)
     return {
@@ -40,7 +40,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def print_plan(plan: Plan) -> None:
+def print_plan(plan: Plan, store_root: str | None = None) -> None:
     space = plan.space
     cost = estimate(plan)
     console.print(f"[bold]search space[/] {space.name}  ({space.fingerprint()})")

@@ -20,8 +20,8 @@ from xgrid.tracking_schema import ENGLISH_DEV, default_tracking_uri
 def search(
     space: Annotated[Optional[Path], typer.Argument(help="search-space YAML file, or the name of a shipped space (microbench-default, x-stilts-reproduction, xtreme-r-syntactic-vs-semantic); default: the embedded micro-benchmark")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print the plan and its cost; run nothing")] = False,
-    address: Annotated[Optional[str], typer.Option(help="join a running Ray cluster (ray://head:10001, auto); "
-                                                         "default: start local Ray", envvar="RAY_ADDRESS")] = None,
+    address: Annotated[Optional[str], typer.Option(help="join a running Ray cluster from one of its nodes "
+                                                         "(auto, or HEAD_IP:6379); default: start local Ray", envvar="RAY_ADDRESS")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (http://mlflow:5000); default: "
                                                               "sqlite:///<output-dir>/mlflow.db", envvar="MLFLOW_TRACKING_URI")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name (default: the space's name)")] = None,
@@ -50,13 +50,13 @@ def search(
                                         "workers_per_trial": workers_per_trial, "cpus_per_worker": cpus_per_worker,
                                         "gpus_per_worker": gpus_per_worker, "trial_backend": trial_backend})
     plan = build_plan(config, registry)
+    options = SearchOptions(output_root=output_dir, store_root=store_root, address=address)
     if as_json:
-        console.print_json(data=plan_json(plan))
+        console.print_json(data=plan_json(plan, options.store))
         return
-    print_plan(plan)
+    print_plan(plan, options.store)
     if dry_run:
         return
-    options = SearchOptions(output_root=output_dir, store_root=store_root, address=address)
     run_and_report(plan, options, tracking_uri or default_tracking_uri(output_dir), experiment or config.name)
 
 
