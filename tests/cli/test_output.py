@@ -24,6 +24,7 @@ from xgrid.spaces import DEFAULT_SPACE
 from xgrid.config import load_space
 from xgrid.planning.cost import estimate
 from xgrid.planning.plan import build_plan
+from xgrid.running.store import CheckpointStore
 from xgrid.search.progress import Progress
 from xgrid.tasks import default_registry
 from tests.compare.test_runs import EXPERIMENT, grid_store  # noqa: F401
@@ -102,13 +103,20 @@ def test_dry_run_json_has_the_numbers_of_the_estimate(space):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     plan = build_plan(load_space(SPACES[space], default_registry()), default_registry())
-    cost = estimate(plan)
+    store = CheckpointStore(ROOT / "xgrid_runs" / "store")  # the default store of a search started in ROOT
+    cost = estimate(plan, has=store.has)
     assert out["space"] == plan.space.name and out["fingerprint"] == plan.space.fingerprint()
     assert out["totals"] == {"cells": len(plan.cells), "stage1_checkpoints": cost.stage1_jobs,
+                             "stage1_to_train": cost.stage1_to_train, "stage1_in_store": cost.stage1_in_store,
                              "stage2_trials": cost.stage2_trials, "retrieval_evaluations": cost.retrieval_evals,
                              "stage1_example_passes": cost.stage1_example_passes,
                              "stage2_example_passes": cost.stage2_example_passes}
-    assert out["estimates"] == {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours}
+    estimates = out["estimates"]
+    assert (estimates["cpu_seconds_on_2_cpus"], estimates["h100_gpu_hours"]) == (cost.cpu_seconds, cost.gpu_hours)
+    assert estimates["complete"] is cost.complete
+    assert [(m["model"], m["params"], m["cpu_seconds_on_2_cpus"], m["h100_gpu_hours"], m["reason"])
+            for m in estimates["models"]] == [(m.model, m.params, m.cpu_seconds, m.gpu_hours, m.reason)
+                                              for m in cost.models]
     assert out["notes"] == plan.notes + cost.notes
     assert [t["target"] for t in out["targets"]] == list(plan.space.targets)
     assert sum(t["trials"] for t in out["targets"]) == cost.stage2_trials

@@ -1,15 +1,70 @@
 """The plan of a search as `xgrid search --dry-run` shows it: a table for people, JSON for scripts (one source
-of numbers for both), printed before anything runs."""
+of numbers for both), printed before anything runs.
+
+The dry run looks in the checkpoint store (a folder or an `s3://...` URI) for the plan's stage-1 checkpoints, so
+it says which are still to train and which a search would reuse, and estimates only what is left. A store that
+cannot be read (no such filesystem, bad credentials, no answer) is a one-line note, never a crash.
+"""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
 
 from xgrid.cli.common import console
-from xgrid.planning.cost import estimate
+from xgrid.planning.cost import Cost, ModelCost, estimate
 from xgrid.planning.plan import Plan
+
+STORE_TIMEOUT_S = 20.0  # a remote store that does not answer by then is reported unchecked
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    root: str | None
+    present: frozenset[str] | None  # keys of the plan's checkpoints already there; None: not checked
+    error: str | None = None  # why not checked
+
+    def as_json(self) -> dict[str, Any]:
+        return {"root": self.root, "checked": self.present is not None, "error": self.error}
+
+
+def check_store(plan: Plan, store_root: str | None, timeout: float = STORE_TIMEOUT_S) -> StoreCheck:
+    """Which of the plan's stage-1 checkpoints the store already holds. Bounded in time: a remote store is asked
+    from a helper thread, and one that has not answered after `timeout` seconds is left unchecked."""
+    if store_root is None:
+        return StoreCheck(None, None, "no store given")
+    found: dict[str, Any] = {}
+
+    def look() -> None:
+        try:
+            from xgrid.running.store import CheckpointStore
+
+            store = CheckpointStore(store_root)
+            found["present"] = frozenset(j.key for j in plan.trained_jobs if store.has(j.key))
+        except Exception as err:  # noqa: BLE001 - any failure to read the store is reported, not raised
+            found["error"] = _one_line(err)
+
+    worker = threading.Thread(target=look, daemon=True, name="xgrid-store-check")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        return StoreCheck(store_root, None, f"no answer from the store within {timeout:.0f} s")
+    if "error" in found:
+        return StoreCheck(store_root, None, found["error"])
+    return StoreCheck(store_root, found["present"])
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
+def costed(plan: Plan, store_root: str | None) -> tuple[Cost, StoreCheck]:
+    store = check_store(plan, store_root)
+    return estimate(plan, None if store.present is None else store.present.__contains__), store
 
 
 def target_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -23,26 +78,61 @@ def target_rows(plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
+def model_json(model: ModelCost) -> dict[str, Any]:
+    return {"model": model.model, "source": model.source, "params": model.params,
+            "stage1_to_train": model.stage1_to_train, "stage2_trials": model.stage2_trials,
+            "retrieval_evaluations": model.retrieval_evals,
+            "stage1_example_passes": model.stage1_example_passes,
+            "stage2_example_passes": model.stage2_example_passes,
+            "cpu_seconds_on_2_cpus": model.cpu_seconds, "h100_gpu_hours": model.gpu_hours, "reason": model.reason}
+
+
 def plan_json(plan: Plan, store_root: str | None = None) -> dict[str, Any]:
     """The dry run for scripts: the numbers of `print_plan`, unrounded; null where the table says unknown."""
-    space, cost = plan.space, estimate(plan)
+    space = plan.space
+    cost, store = costed(plan, store_root)
     return {
         "space": space.name, "fingerprint": space.fingerprint(),
         "base_models": [m.name for m in space.base_models], "seeds": list(space.seeds),
         "selection_policy": space.selection_policy,
         "targets": target_rows(plan),
         "totals": {"cells": len(plan.cells), "stage1_checkpoints": cost.stage1_jobs,
+                   "stage1_to_train": cost.stage1_to_train, "stage1_in_store": cost.stage1_in_store,
                    "stage2_trials": cost.stage2_trials, "retrieval_evaluations": cost.retrieval_evals,
                    "stage1_example_passes": cost.stage1_example_passes,
                    "stage2_example_passes": cost.stage2_example_passes},
-        "estimates": {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours},
+        "store": store.as_json(),
+        "estimates": {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours,
+                      "complete": cost.complete, "models": [model_json(m) for m in cost.models]},
         "notes": plan.notes + cost.notes,
     }
 
 
+def checkpoints_line(cost: Cost, store: StoreCheck, targets: int) -> str:
+    n = cost.stage1_jobs
+    if store.present is None:
+        where = f"{n} to train unless already in the store; store not checked: {store.error}"
+    else:
+        where = f"{cost.stage1_to_train} to train, {cost.stage1_in_store} already in the store at {store.root}"
+    shared = f"; shared by {targets} targets, never {n * targets}" if targets > 1 and n else ""
+    return f"unique stage-1 checkpoints: {n} ({where}){shared}"
+
+
+def model_line(model: ModelCost) -> str:
+    size = f", {_params(model.params)} parameters" if model.params is not None else ""
+    head = f"  {model.model} ({model.source}{size}): "
+    if model.cpu_seconds is not None:
+        return head + f"~{_minutes(model.cpu_seconds)} on 2 CPUs"
+    if model.gpu_hours is not None:
+        return head + f"{_approx(model.gpu_hours)} H100 GPU-hours"
+    if model.reason and "training size" in model.reason:
+        return head + "no estimate (training size unknown)"
+    return head + "no estimate (size unknown offline)"
+
+
 def print_plan(plan: Plan, store_root: str | None = None) -> None:
     space = plan.space
-    cost = estimate(plan)
+    cost, store = costed(plan, store_root)
     console.print(f"[bold]search space[/] {space.name}  ({space.fingerprint()})")
     console.print(f"  base models: {', '.join(m.name for m in space.base_models)}   seeds: {space.seeds}   "
                   f"selection: {space.selection_policy}")
@@ -53,15 +143,45 @@ def print_plan(plan: Plan, store_root: str | None = None) -> None:
         table.add_row(row["target"], row["format"], str(row["cells"]),
                       str(row["trials"]) if row["trials"] else "- (scored, not trained)", ", ".join(row["intermediates"]))
     console.print(table)
-    console.print(f"cells: {len(plan.cells)}   unique stage-1 checkpoints to train: {cost.stage1_jobs} "
-                  f"(shared by {len(space.targets)} targets; never {cost.stage1_jobs * len(space.targets)})   "
-                  f"stage-2 trials: {cost.stage2_trials}   retrieval evaluations: {cost.retrieval_evals}")
+    # highlight=False, soft_wrap: a store path or URI is one line, printed as it is
+    console.print(checkpoints_line(cost, store, len(space.targets)), highlight=False, soft_wrap=True)
+    console.print(f"cells: {len(plan.cells)}   stage-2 trials: {cost.stage2_trials}   "
+                  f"retrieval evaluations: {cost.retrieval_evals}")
     passes = lambda n: "unknown" if n is None else f"{n:,}"
-    console.print(f"training example-passes: stage 1 {passes(cost.stage1_example_passes)}, "
+    console.print(f"training example-passes: stage 1 {passes(cost.stage1_example_passes)} (checkpoints to train), "
                   f"stage 2 {passes(cost.stage2_example_passes)}")
+    console.print("estimated time per base model (stage-1 checkpoints still to train, stage 2, retrieval):")
+    for model in cost.models:
+        console.print(model_line(model), highlight=False, soft_wrap=True)
+    partial = "" if cost.complete else f" ({sum(m.estimated for m in cost.models)} of {len(cost.models)} models)"
     if cost.cpu_seconds is not None:
-        console.print(f"estimated wall time on 2 CPUs: ~{cost.cpu_seconds / 60:.1f} min")
+        console.print(f"estimated wall time on 2 CPUs: ~{_minutes(cost.cpu_seconds)} (with "
+                      f"{cost.cpu_start_seconds:.0f} s of start-up){partial}")
     if cost.gpu_hours is not None:
-        console.print(f"estimated compute: ~{cost.gpu_hours:,.0f} H100 GPU-hours (6*N*tokens at 40% MFU)")
+        console.print(f"estimated compute: {_approx(cost.gpu_hours)} H100 GPU-hours (6*N*tokens at 40% MFU){partial}")
+    if cost.cpu_seconds is None and cost.gpu_hours is None:
+        console.print("estimated time: none (no base model could be sized; see the notes)")
     for note in plan.notes + cost.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _hours(hours: float) -> str:
+    if hours < 0.01:
+        return "<0.01"
+    return f"{hours:,.0f}" if hours >= 10 else f"{hours:.2g}"
+
+
+def _approx(hours: float) -> str:
+    shown = _hours(hours)
+    return shown if shown.startswith("<") else f"~{shown}"
+
+
+def _params(n: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"

@@ -1,44 +1,104 @@
 """A rough cost for a plan, printed by `xgrid search --dry-run` before anything runs.
 
-Work is counted in training example-passes (examples x epochs, per stage). Time is estimated two ways:
-on CPU for the embedded tiny model, from a throughput measured on a 2-core machine; for real encoders, in
-GPU-hours from 6 x parameters x tokens FLOPs at an assumed 40% of an H100's dense bf16 peak.
-Both are estimates for planning, not promises: eval passes, start-up and data loading come on top.
+Work is counted in training example-passes (examples x epochs, per stage), for the stage-1 checkpoints still
+to train only (`estimate(plan, has=store.has)`: those already in the store cost nothing) and every stage-2 trial.
+Time is estimated per base model: on 2 CPUs for the embedded tiny model, from a real default search timed phase
+by phase (`benchmarks/cost_calibration.py`); for any other encoder whose size is known offline (the list below,
+a local folder's config.json, or a config in the Hugging Face cache), in H100 GPU-hours from 6 x parameters x
+tokens FLOPs at an assumed 40% of the dense bf16 peak. A model whose size cannot be known offline gets a note
+saying so, never a silent gap. Both are estimates for planning, not promises.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 from xgrid.config import EMBEDDED_TINY
 from xgrid.data.sources import LoadContext
 from xgrid.planning.plan import Plan
 from xgrid.tasks import TaskSpec
 
-# Measured on 2 CPUs with the default tiny model (`python benchmarks/planted_effect.py` prints per-cell times):
-# training examples per second.
-TINY_CPU_EXAMPLES_PER_S = 1500.0
-TINY_TRIAL_OVERHEAD_S = 2.0
+# The embedded tiny model on 2 CPUs, from real default searches (`xgrid search`: 12 stage-1 jobs, 90 stage-2
+# trials, 15 retrieval evaluations, max_concurrent 2, MLflow on SQLite) timed phase by phase from their progress
+# lines with `python benchmarks/cost_calibration.py`. One run (712 s wall: stage 1 174 s; stage 2 xnli 141 s,
+# udpos 91 s, xquad 261 s; retrieval 22 s; start-up and report 23 s) gave overhead 2.9 s per unit, stage 1
+# 230 and stage 2 162 examples/s, 10 s per target, 23 s start-up; another took 530 s. The same machine varies this
+# much between runs (other load), so the constants are that fit scaled to the mean of the two (621 s): the
+# default is estimated at ~10.5 min, within 20% of both.
+CPU_SLOTS = 2  # units of work running at once on 2 CPUs (at most max_concurrent_trials)
+# A retrieval evaluation trains nothing: its wall per slot is the fixed cost of a unit of work (start, load the
+# encoder, featurize, evaluate every language, report, track). Charged to every stage-1 job and stage-2 trial too.
+TINY_TRIAL_OVERHEAD_S = 2.5
+# Training example-passes per second per slot once that overhead is off: stage 1 from its phase wall, stage 2
+# from the three trained targets' walls (span QA is ~2.5x slower per example than NLI or tagging: this is their
+# mean over the default's formats; ASHA stops some trials early, which the rate also absorbs).
+TINY_STAGE1_EXAMPLES_PER_S = 260.0
+TINY_STAGE2_EXAMPLES_PER_S = 185.0
+TINY_TARGET_START_S = 9.0  # per target: its Tuner, its Optuna study, the first trial's actor
+TINY_SEARCH_START_S = 20.0  # the process, local Ray, the MLflow store, the tiny model; the end-of-search report
 H100_BF16_PEAK_FLOPS = 989e12
 ASSUMED_MFU = 0.4
-# Parameter counts of the encoders the study names (from their model cards); others are estimated as unknown.
+# Parameter counts of the encoders the study names (from their model cards); others are read from their config.
 KNOWN_PARAMS = {
     "FacebookAI/xlm-roberta-base": 278e6, "FacebookAI/xlm-roberta-large": 560e6,
     "facebook/xlm-roberta-xl": 3.5e9, "facebook/xlm-roberta-xxl": 10.7e9,
     "google-bert/bert-base-multilingual-cased": 178e6, "google/mt5-xl": 3.7e9 / 2, "google/mt5-xxl": 13e9 / 2,
 }
+NOT_CACHED = "its size is unknown offline (not in the HF cache; run `xgrid prefetch SPACE`)"
 
 
 @dataclass
-class Cost:
-    stage1_jobs: int
+class ModelCost:
+    """One base model's share of a plan: its work and its time, or why there is no time."""
+
+    model: str
+    source: str
+    params: float | None  # None: unknown offline (or the embedded tiny model, timed on CPU instead)
+    stage1_to_train: int
     stage2_trials: int
     retrieval_evals: int
     stage1_example_passes: int | None
     stage2_example_passes: int | None
-    cpu_seconds: float | None  # embedded tiny model only
-    gpu_hours: float | None  # real encoders with known size
-    notes: list[str]
+    cpu_seconds: float | None = None  # the embedded tiny model: wall on 2 CPUs (its share, start-up aside)
+    gpu_hours: float | None = None  # any other encoder of known size
+    reason: str | None = None  # why neither is known
+
+    @property
+    def estimated(self) -> bool:
+        return self.cpu_seconds is not None or self.gpu_hours is not None
+
+
+@dataclass
+class Cost:
+    stage1_jobs: int  # unique stage-1 checkpoints the plan needs
+    stage1_to_train: int  # of those, not in the store (all of them when no store was looked at)
+    stage1_in_store: int | None  # None: no store looked at
+    stage2_trials: int
+    retrieval_evals: int
+    stage1_example_passes: int | None  # checkpoints still to train only
+    stage2_example_passes: int | None
+    models: list[ModelCost] = field(default_factory=list)
+    cpu_start_seconds: float = 0.0  # start-up of a search on CPU (once per search, per target), in cpu_seconds
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        """Wall on 2 CPUs of the models timed on CPU, with the search's start-up; None when none is."""
+        timed = [m.cpu_seconds for m in self.models if m.cpu_seconds is not None]
+        return sum(timed) + self.cpu_start_seconds if timed else None
+
+    @property
+    def gpu_hours(self) -> float | None:
+        timed = [m.gpu_hours for m in self.models if m.gpu_hours is not None]
+        return sum(timed) if timed else None
+
+    @property
+    def complete(self) -> bool:
+        """Every base model has an estimate (else the totals leave some out)."""
+        return all(m.estimated for m in self.models)
 
 
 def train_size(task: TaskSpec, load: LoadContext) -> int | None:
@@ -51,7 +111,64 @@ def train_size(task: TaskSpec, load: LoadContext) -> int | None:
     return None
 
 
-def estimate(plan: Plan) -> Cost:
+@functools.lru_cache(maxsize=None)
+def model_params(source: str) -> tuple[float | None, str | None]:
+    """(parameters, None) for a model whose size is known offline, else (None, why not). Never downloads: the
+    study's list, then the config of a local folder or of a hub id in the Hugging Face cache, counted on the
+    meta device (no weights are read or allocated)."""
+    if source in KNOWN_PARAMS:
+        return KNOWN_PARAMS[source], None
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            return None, f"its size is unknown: {folder} has no config.json"
+        return _count(str(folder), local=True)
+    return _count(source, local=False)
+
+
+def _count(source: str, local: bool) -> tuple[float | None, str | None]:
+    from transformers import AutoConfig
+
+    from xgrid.models.loading import quiet_transformers
+
+    quiet_transformers()
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - not cached (OSError), not a valid repo id, a config of another version
+        if not local:
+            return None, NOT_CACHED
+        return None, f"its config could not be read: {_first_line(err)}"
+    try:
+        return float(_count_parameters(config)), None
+    except Exception as err:  # noqa: BLE001 - a model type this transformers cannot build
+        return None, f"its size could not be counted from its config ({config.model_type}): {_first_line(err)}"
+
+
+def _count_parameters(config) -> int:
+    """Parameters of the encoder xgrid trains (encoder-only for T5-style models), built on the meta device."""
+    import torch
+    import transformers
+
+    from xgrid.models.loading import ENCODER_ONLY_CLASSES, POOLER_FAMILIES
+
+    class_name = ENCODER_ONLY_CLASSES.get(config.model_type)
+    with torch.device("meta"):
+        if class_name:
+            model = getattr(transformers, class_name)(config)
+        else:
+            kwargs = {"add_pooling_layer": False} if config.model_type in POOLER_FAMILIES else {}
+            model = transformers.AutoModel.from_config(config, **kwargs)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]
+
+
+def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
+    """The plan's work and time. `has(key)`: whether a stage-1 checkpoint is already in the store (those are
+    reused, not trained, and cost nothing); None counts every checkpoint as still to train."""
     space = plan.space
     load = LoadContext(microbench_seed=space.microbench_seed)
     notes: list[str] = []
@@ -64,24 +181,41 @@ def estimate(plan: Plan) -> Cost:
         cap = settings.max_train_examples
         return sum(min(s, cap) if cap else s for s in sizes) * settings.epochs
 
-    s1 = [passes(j.task_specs, space.intermediate_training) for j in plan.trained_jobs]
-    s2 = [_times(passes((c.train_task,), space.target_training), plan.trials_per_cell) if c.trains else 0
-          for c in plan.cells]
-    s1_total = None if None in s1 else sum(s1)
-    s2_total = None if None in s2 else sum(s2)
-    cpu_s = gpu_h = None
-    trials = plan.stage2_trials()
-    if s1_total is not None and s2_total is not None:
-        if all(m.source == EMBEDDED_TINY for m in space.base_models):
-            cpu_s = (s1_total + s2_total) / TINY_CPU_EXAMPLES_PER_S + TINY_TRIAL_OVERHEAD_S * (trials + len(s1))
-            cpu_s /= max(1, min(space.resources.max_concurrent_trials, 2))
-        params = [KNOWN_PARAMS.get(m.source) for m in space.base_models]
-        if all(p is not None for p in params):
-            avg_params = sum(params) / len(params)
-            tokens = (s1_total + s2_total) * space.target_training.max_length
-            gpu_h = 6 * avg_params * tokens / (H100_BF16_PEAK_FLOPS * ASSUMED_MFU) / 3600
-    return Cost(len(plan.trained_jobs), trials, plan.retrieval_evaluations(), s1_total, s2_total, cpu_s,
-                gpu_h, sorted(set(notes)))
+    to_train = [j for j in plan.trained_jobs if not (has and has(j.key))]
+    trials = plan.trials_per_cell
+    slots = max(1, min(space.resources.max_concurrent_trials, CPU_SLOTS))
+    models = []
+    for base in space.base_models:
+        jobs = [j for j in to_train if j.base_model == base]
+        cells = [c for c in plan.cells if c.base_model == base]
+        s1 = _total([passes(j.task_specs, space.intermediate_training) for j in jobs])
+        s2 = _total([_times(passes((c.train_task,), space.target_training), trials) for c in cells if c.trains])
+        cost = ModelCost(base.name, base.source, None, len(jobs), trials * sum(c.trains for c in cells),
+                         sum(not c.trains for c in cells), s1, s2)
+        if s1 is None or s2 is None:
+            cost.reason = "its training size is unknown"
+        elif base.source == EMBEDDED_TINY:
+            units = cost.stage1_to_train + cost.stage2_trials + cost.retrieval_evals
+            cost.cpu_seconds = (units * TINY_TRIAL_OVERHEAD_S + s1 / TINY_STAGE1_EXAMPLES_PER_S
+                                + s2 / TINY_STAGE2_EXAMPLES_PER_S) / slots
+        else:
+            cost.params, cost.reason = model_params(base.source)
+            if cost.params is not None:
+                tokens = s1 * space.intermediate_training.max_length + s2 * space.target_training.max_length
+                cost.gpu_hours = 6 * cost.params * tokens / (H100_BF16_PEAK_FLOPS * ASSUMED_MFU) / 3600
+            else:
+                notes.append(f"no time estimate for {base.name}: {cost.reason}")
+        models.append(cost)
+    s1_total = _total([m.stage1_example_passes for m in models])
+    s2_total = _total([m.stage2_example_passes for m in models])
+    start = TINY_SEARCH_START_S + TINY_TARGET_START_S * len(space.targets)
+    return Cost(len(plan.trained_jobs), len(to_train), None if has is None else len(plan.trained_jobs) - len(to_train),
+                plan.stage2_trials(), plan.retrieval_evaluations(), s1_total, s2_total, models,
+                start if any(m.cpu_seconds is not None for m in models) else 0.0, sorted(set(notes)))
+
+
+def _total(values: list[int | None]) -> int | None:
+    return None if None in values else sum(values)
 
 
 def _times(passes: int | None, trials: int) -> int | None:
