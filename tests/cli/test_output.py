@@ -152,18 +152,39 @@ def test_console_fits_content_off_a_terminal_unless_columns_is_set(monkeypatch):
 # progress
 # ---------------------------------------------------------------------------------------------------------------
 
-PLAN = SimpleNamespace(jobs=["a", "b"], space=SimpleNamespace(targets=["t1", "t2"]))
+def job(key: str, trains: bool = True):
+    return SimpleNamespace(key=key, trains=trains)
+
+
+JOBS = [job("a"), job("b"), job("none", trains=False)]  # the `none` baseline trains nothing: never counted
+
+
+class FakePlan(SimpleNamespace):
+    """What the progress reads of a plan: 2 trained checkpoints + the baseline, targets t1 and t2 of 1 cell x 2
+    trials each, and a retrieval target r of 3 cells (one evaluation each)."""
+
+    def __init__(self):
+        super().__init__(jobs=JOBS, trained_jobs=JOBS[:2], trials_per_cell=2,
+                         space=SimpleNamespace(targets=["t1", "t2", "r"],
+                                               resources=SimpleNamespace(max_concurrent_trials=2)))
+
+    def cells_for(self, target):
+        return [SimpleNamespace(trains=target != "r")] * (3 if target == "r" else 1)
+
+
+PLAN = FakePlan()
+_ids = iter(range(10_000))
 
 
 def trial(target: str, status: str = "completed"):
-    return SimpleNamespace(cell=SimpleNamespace(target=target), status=status)
+    return SimpleNamespace(trial_id=f"trial-{next(_ids)}", cell=SimpleNamespace(target=target), status=status)
 
 
 def drive(progress: Progress) -> None:
     progress.search_started(PLAN, "/runs/x")
-    for job in PLAN.jobs:
-        progress.stage1_started(job)
-        progress.stage1_finished(job, True, {})
+    for j in PLAN.jobs:
+        progress.stage1_started(j)
+        progress.stage1_finished(j, j.trains, {})
     for target, score in (("t1", 50.0), ("t2", 60.0)):
         for status in ("completed", "stopped"):
             record = trial(target, status)
@@ -186,29 +207,57 @@ def test_progress_off_a_terminal_prints_one_line_per_change():
     drive(Progress(Console(file=out, width=80), "en_dev", interval=0))
     lines = log_lines(out)
     assert len(lines) == len(set(lines))  # only changes
-    assert "stage 1: 2 trained, 0 reused from the store, 0 running, 0 failed (of 2)" in lines
-    assert "t1: 1 completed, 0 running, 1 stopped early, 0 failed, best en_dev 50.0" in lines
-    assert lines[-1] == "t2: 1 completed, 0 running, 1 stopped early, 0 failed, best en_dev 60.0"
+    assert "stage 1: 2/2 checkpoints (2 trained, 0 reused from the store, 0 failed), 0 running, 0 queued" in lines
+    assert ("t1 (target 1 of 3): 2/2 trials (1 completed, 1 stopped early, 0 failed), 0 running, 0 queued, "
+            "best en_dev 50.0") in lines
+    assert lines[-1] == ("t2 (target 2 of 3): 2/2 trials (1 completed, 1 stopped early, 0 failed), 0 running, "
+                         "0 queued, best en_dev 60.0")
 
 
 def test_progress_off_a_terminal_is_throttled_but_ends_each_stage_and_target():
     out = io.StringIO()
     drive(Progress(Console(file=out, width=80), "en_dev", interval=3600))
     assert log_lines(out) == [
-        "stage 1: 0 trained, 0 reused from the store, 0 running, 0 failed (of 2)",  # the first line is not held back
-        "stage 1: 2 trained, 0 reused from the store, 0 running, 0 failed (of 2)",
-        "t1: 1 completed, 0 running, 1 stopped early, 0 failed, best en_dev 50.0",
-        "t2: 1 completed, 0 running, 1 stopped early, 0 failed, best en_dev 60.0",
+        # the first line is not held back; nothing has finished, so there is nothing to base an ETA on
+        "stage 1: 0/2 checkpoints (0 trained, 0 reused from the store, 0 failed), 0 running, 2 queued, ETA unknown",
+        "stage 1: 2/2 checkpoints (2 trained, 0 reused from the store, 0 failed), 0 running, 0 queued",
+        "t1 (target 1 of 3): 2/2 trials (1 completed, 1 stopped early, 0 failed), 0 running, 0 queued, best en_dev 50.0",
+        "t2 (target 2 of 3): 2/2 trials (1 completed, 1 stopped early, 0 failed), 0 running, 0 queued, best en_dev 60.0",
     ]
+
+
+def test_progress_counts_running_apart_from_queued_and_gives_an_eta_once_a_unit_has_finished():
+    out = io.StringIO()
+    progress = Progress(Console(file=out, width=80), "en_dev", interval=0)
+    progress.search_started(PLAN, "/runs/x")
+    progress.stage1_started(JOBS[2])  # the baseline: not a checkpoint to train
+    progress.stage1_started(JOBS[0])
+    assert log_lines(out)[-1] == ("stage 1: 0/2 checkpoints (0 trained, 0 reused from the store, 0 failed), "
+                                  "1 running, 1 queued, ETA unknown")
+    progress.stage1_finished(JOBS[0], True, {})
+    assert re.fullmatch(r"stage 1: 1/2 checkpoints \(1 trained, 0 reused from the store, 0 failed\), 0 running, "
+                        r"1 queued, ETA \d+s", log_lines(out)[-1])
+    progress.stage1_finished(JOBS[1], False, None)  # reused: done at once, nothing trained
+    assert log_lines(out)[-1] == ("stage 1: 2/2 checkpoints (1 trained, 1 reused from the store, 0 failed), "
+                                  "0 running, 0 queued")
+    first, second = trial("r"), trial("r")
+    progress.trial_started(first)
+    progress.trial_started(second)
+    assert log_lines(out)[-1] == ("r (target 3 of 3): 0/3 evaluations (0 completed, 0 stopped early, 0 failed), "
+                                  "2 running, 1 queued, best en_dev -, ETA unknown")
+    progress.trial_finished(first)
+    assert re.search(r"1/3 evaluations .* 1 running, 1 queued, best en_dev -, ETA \d+s$", log_lines(out)[-1])
+    progress.search_finished("KILLED")
 
 
 def test_progress_prints_a_held_back_change_when_the_interval_is_up():
     out = io.StringIO()
     progress = Progress(Console(file=out, width=80), "en_dev", interval=0.2)
     progress.search_started(PLAN, "/runs/x")
-    progress.stage1_started("a")  # within the interval: held back, then printed by the timer
+    progress.stage1_started(JOBS[0])  # within the interval: held back, then printed by the timer
     time.sleep(0.6)
-    assert log_lines(out)[-1] == "stage 1: 0 trained, 0 reused from the store, 1 running, 0 failed (of 2)"
+    assert log_lines(out)[-1] == ("stage 1: 0/2 checkpoints (0 trained, 0 reused from the store, 0 failed), "
+                                  "1 running, 1 queued, ETA unknown")
     progress.search_finished("KILLED")
 
 
@@ -223,7 +272,7 @@ def test_progress_stays_on_stdout_while_tune_output_is_redirected(capsys):
         progress.trial_finished(record)
     progress.search_finished("FINISHED")
     assert tune_log.getvalue() == ""
-    assert "t1: 1 completed" in capsys.readouterr().out
+    assert "t1 (target 1 of 3): 1/2 trials (1 completed" in capsys.readouterr().out
 
 
 def test_progress_in_a_terminal_is_a_live_table():

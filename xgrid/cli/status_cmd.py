@@ -4,7 +4,6 @@ a crash."""
 
 from __future__ import annotations
 
-import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ import typer
 from rich.table import Table
 
 from xgrid.cli.common import console, fail
+from xgrid.search.eta import duration
 from xgrid.tracking_schema import default_tracking_uri
 
 DEFAULT_OUTPUT_DIR = Path("xgrid_runs")
@@ -81,19 +81,6 @@ def _quick_http():
 # ---------------------------------------------------------------------------------------------------------------
 # printing
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "unknown"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600:02d}h"
 
 
 def _count(value: int | None) -> str:

@@ -1,5 +1,12 @@
-"""Progress of a search: stage-1 checkpoints, then per target the trials done / running / stopped early / failed
-and the best selected score so far.
+"""Progress of a search: stage-1 checkpoints, then per target its trials (or retrieval evaluations) done out of
+planned, running apart from queued, the best selected score so far, and an ETA.
+
+The counts are the plan's: stage 1 counts the checkpoints the plan trains (the `none` baseline trains nothing
+and is not counted), a target counts `trials_per_cell` trials per cell, or one evaluation per cell for a
+retrieval target - the same numbers the end-of-search summary, `xgrid status` and MLflow's runs give. A unit is
+running from the moment the search hands it to Ray (stage 1 hands out no more than `max_concurrent_trials` at
+once; Tune starts a trial when it has placed it) and queued before. ETA: `xgrid.search.eta`, from the durations
+of this stage's finished units as the driver saw them.
 
 In a terminal it is a rich Live table redrawn in place. Anywhere else (a pipe, a log file, `docker compose
 logs`) a redraw would append a whole table each time, so it prints one line when the counts change instead:
@@ -9,30 +16,75 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from xgrid.events import SearchListener, TrialRecord
+from xgrid.search.eta import duration, eta_seconds
+
+
+@dataclass
+class Tally:
+    """One stage 1 or one target: what is planned, what has happened, and when each running unit started."""
+
+    total: int
+    concurrency: int
+    completed: int = 0  # stage 1: trained
+    reused: int = 0  # stage 1 only: found in the store, nothing trained
+    stopped: int = 0
+    failed: int = 0
+    best: float | None = None
+    started: dict[object, float] = field(default_factory=dict)  # running unit -> monotonic start
+    durations: list[float] = field(default_factory=list)  # of the units that finished
+
+    @property
+    def running(self) -> int:
+        return len(self.started)
+
+    @property
+    def done(self) -> int:
+        return self.completed + self.reused + self.stopped + self.failed
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.total - self.done - self.running)
+
+    def start(self, unit: object) -> None:
+        self.started[unit] = time.monotonic()
+
+    def finish(self, unit: object, outcome: str) -> None:
+        began = self.started.pop(unit, None)
+        if began is not None and outcome in ("completed", "stopped"):
+            self.durations.append(time.monotonic() - began)
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def eta(self) -> float | None:
+        return eta_seconds(self.total - self.done, self.durations, self.concurrency)
 
 
 class Progress(SearchListener):
     def __init__(self, console: Console, metric_key: str, enabled: bool = True, interval: float = 5.0):
         self.console, self.metric_key, self.enabled = console, metric_key, enabled
-        self.stage1 = {"trained": 0, "reused": 0, "running": 0, "failed": 0, "total": 0}
-        self.targets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self.totals: dict[str, int] = {}
         self.interval = interval
+        self.stage1 = Tally(0, 1)
+        self.targets: dict[str, Tally] = {}
+        self.units: dict[str, str] = {}  # target -> "trials" or "evaluations"
         self._live: Live | None = None
         self._lines: _Lines | None = None
         self._unpinned = None
         self._current: str | None = None  # the target of the latest trial event; None during stage 1
 
     def search_started(self, plan, search_dir):
-        self.stage1["total"] = len(plan.jobs)
-        self.totals = {t: 0 for t in plan.space.targets}
+        concurrency = plan.space.resources.max_concurrent_trials
+        self.stage1 = Tally(len(plan.trained_jobs), concurrency)
+        for target in plan.space.targets:
+            cells = plan.cells_for(target)
+            trains = cells[0].trains
+            self.targets[target] = Tally(len(cells) * (plan.trials_per_cell if trains else 1), concurrency)
+            self.units[target] = "trials" if trains else "evaluations"
         # Stage 2 sends sys.stdout to tune.log while Tune runs (Tune's own prints); a console that follows
         # sys.stdout would send the progress there too. Pin it to today's stdout until the search ends.
         self._unpinned = self.console._file
@@ -54,45 +106,45 @@ class Progress(SearchListener):
             self._live = None
         self.console.file = self._unpinned
 
+    # --- stage 1: only the checkpoints the plan trains count --------------------------------------------------
     def stage1_started(self, job):
-        self.stage1["running"] += 1
-        self._refresh()
+        if job.trains:
+            self.stage1.start(job.key)
+            self._refresh()
 
     def stage1_finished(self, job, trained, result):
-        if trained:
-            self.stage1["running"] -= 1
-        self.stage1["trained" if trained else "reused"] += 1
-        self._refresh()
+        if job.trains:
+            self.stage1.finish(job.key, "completed" if trained else "reused")
+            self._refresh()
 
     def stage1_failed(self, job, error):
-        self.stage1["running"] -= 1
-        self.stage1["failed"] += 1
-        self._refresh()
+        if job.trains:
+            self.stage1.finish(job.key, "failed")
+            self._refresh()
 
+    # --- stage 2 and retrieval ----------------------------------------------------------------------------------
     def trial_started(self, record: TrialRecord):
         self._switch_to(record.cell.target)
-        self.targets[record.cell.target]["running"] += 1
+        self.targets[record.cell.target].start(record.trial_id)
         self._refresh()
 
     def trial_result(self, record, metrics):
         score = metrics.get(self.metric_key)
-        row = self.targets[record.cell.target]
-        if score is not None and score > row.get("best", float("-inf")):
-            row["best"] = score
+        tally = self.targets[record.cell.target]
+        if score is not None and (tally.best is None or score > tally.best):
+            tally.best = score
         self._refresh()
 
     def trial_finished(self, record):
-        row = self.targets[record.cell.target]
-        row["running"] -= 1
-        row[record.status] += 1
+        self.targets[record.cell.target].finish(record.trial_id, record.status)
         self._refresh()
 
+    # --- drawing --------------------------------------------------------------------------------------------------
     def _refresh(self):
         if self._live is not None:
             self._live.update(self._render())
         if self._lines is not None:
-            s = self.stage1
-            stage1_done = self._current is None and s["trained"] + s["reused"] + s["failed"] == s["total"]
+            stage1_done = self._current is None and self.stage1.done == self.stage1.total
             self._lines.show(self._line(), now=stage1_done)
 
     def _switch_to(self, target: str):
@@ -103,29 +155,35 @@ class Progress(SearchListener):
 
     def _stage1_summary(self) -> str:
         s = self.stage1
-        return (f"stage 1: {s['trained']} trained, {s['reused']} reused from the store, "
-                f"{s['running']} running, {s['failed']} failed (of {s['total']})")
+        return (f"stage 1: {s.done}/{s.total} checkpoints ({s.completed} trained, {s.reused} reused from the "
+                f"store, {s.failed} failed), {s.running} running, {s.queued} queued{_eta(s)}")
 
     def _target_summary(self, target: str) -> str:
-        row = self.targets[target]
-        best = row.get("best")
-        return (f"{target}: {int(row['completed'])} completed, {int(row['running'])} running, "
-                f"{int(row['stopped'])} stopped early, {int(row['failed'])} failed, "
-                f"best {self.metric_key} {'-' if best is None else f'{best:.1f}'}")
+        t = self.targets[target]
+        best = "-" if t.best is None else f"{t.best:.1f}"
+        position = f"target {list(self.targets).index(target) + 1} of {len(self.targets)}"
+        return (f"{target} ({position}): {t.done}/{t.total} {self.units[target]} ({t.completed} completed, "
+                f"{t.stopped} stopped early, {t.failed} failed), {t.running} running, {t.queued} queued, "
+                f"best {self.metric_key} {best}{_eta(t)}")
 
     def _line(self) -> str:
         return self._stage1_summary() if self._current is None else self._target_summary(self._current)
 
     def _render(self) -> Table:
         table = Table(title=self._stage1_summary())
-        for column in ("target", "completed", "running", "stopped early", "failed", f"best {self.metric_key}"):
+        for column in ("target", "done", "completed", "stopped early", "failed", "running", "queued",
+                       f"best {self.metric_key}", "ETA"):
             table.add_column(column)
-        for target in self.totals:
-            row = self.targets[target]
-            best = row.get("best")
-            table.add_row(target, str(int(row["completed"])), str(int(row["running"])), str(int(row["stopped"])),
-                          str(int(row["failed"])), "-" if best is None else f"{best:.1f}")
+        for target, t in self.targets.items():
+            table.add_row(target, f"{t.done}/{t.total} {self.units[target]}", str(t.completed), str(t.stopped),
+                          str(t.failed), str(t.running), str(t.queued), "-" if t.best is None else f"{t.best:.1f}",
+                          duration(t.eta(), "-") if t.done < t.total else "")
         return table
+
+
+def _eta(tally: Tally) -> str:
+    """`, ETA 3m 05s` while units are left; nothing once all are done."""
+    return "" if tally.done >= tally.total else f", ETA {duration(tally.eta())}"
 
 
 class _Lines:

@@ -60,12 +60,20 @@ def run_stage1(plan: Plan, store_root: str, storage_path: str, listener: SearchL
 
 
 def _run_as_tasks(todo, space, store_root, listener) -> list[tuple[Stage1Job, str | None]]:
+    """At most `max_concurrent_trials` jobs are handed to Ray at once, as the trainer path and stage 2 do: the
+    rest wait here, so what the progress calls running is running (not queued inside Ray) and a job's start
+    event is when it can start."""
     cpus = space.resources.cpus_per_worker
-    pending = {}
-    for job, base in todo:
-        listener.stage1_started(job)
-        pending[_train_inline.options(num_cpus=cpus).remote(job, space, store_root, base)] = job
-    outcomes = []
+    waiting, pending, outcomes = list(todo), {}, []
+
+    def submit():
+        while waiting and len(pending) < space.resources.max_concurrent_trials:
+            job, base = waiting.pop(0)
+            listener.stage1_started(job)
+            task = _train_inline.options(num_cpus=cpus, name=f"stage1-{job.intermediate}-s{job.seed}")
+            pending[task.remote(job, space, store_root, base)] = job
+
+    submit()
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(done[0])
@@ -74,9 +82,10 @@ def _run_as_tasks(todo, space, store_root, listener) -> list[tuple[Stage1Job, st
         except Exception as err:  # keep the others running; report every failure at the end
             listener.stage1_failed(job, short_error(err))
             outcomes.append((job, short_error(err)))
-            continue
-        listener.stage1_finished(job, True, summary)
-        outcomes.append((job, None))
+        else:
+            listener.stage1_finished(job, True, summary)
+            outcomes.append((job, None))
+        submit()
     return outcomes
 
 
@@ -86,7 +95,10 @@ def _run_with_trainers(todo, space, store_root, storage_path, listener):
         listener.stage1_started(job)
         config = {"request": stage1_request(job, space, base), "store_key": job.key, "store_root": store_root}
         try:
-            result = torch_trainer(config, space.resources, f"stage1-{job.key}", storage_path).fit()
+            # Named after the checkpoint, with its key: a unique name (Train V2 would auto-resume a same-named run)
+            # that the Ray dashboard shows as what it is.
+            name = f"stage1-{job.intermediate}-s{job.seed}-{job.key[:12]}"
+            result = torch_trainer(config, space.resources, name, storage_path).fit()
             if result.error:
                 raise result.error
         except Exception as err:

@@ -6,15 +6,16 @@ concurrency, policy). What happened comes from the best source there is, per tar
 
   results.json  written when the search ends (also when it fails or is interrupted): every trial it heard;
   MLflow        the runs of this search (tag `search_id` = the folder's name) while it runs;
-  optuna.db     one study per trained target (`<space>.<target>`), when MLflow cannot be read. Optuna cannot tell a
-                trial stopped early from a completed one (both are COMPLETE, valued at their last epoch), so a
-                trial with fewer reported epochs than planned counts as stopped; retrieval targets have no study.
+  optuna.db     one study per trained target (`<space>.<target>`), when MLflow cannot be read. A trial stopped early
+                is PRUNED; a COMPLETE one with fewer reported epochs than planned (written before xgrid marked
+                early stops) also counts as stopped; retrieval targets have no study.
 
 Time: the search starts at its folder's name (`YYYYmmdd-HHMMSS-ffffff`, the runner's stamp); the last activity is
 the newest file in the folder (Tune writes under `ray/`, Optuna into `optuna.db`) or trial time; a trial's duration
 is its wall time (Optuna's datetimes, or a run's start/end when the reader returns them), else its `time_total_s`
 (Tune) or `seconds` (the phase) metric. ETA of a target = trials left (and running) x median trial duration /
-concurrency (`resources.max_concurrent_trials`); None ("unknown") when no trial of it has finished yet.
+concurrency (`resources.max_concurrent_trials`, `xgrid.search.eta`); None ("unknown") when no trial of it has
+finished yet.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import yaml
 
 from xgrid import tracking_schema as schema
 from xgrid.config import SearchSpace, SpaceError, parse_space
+from xgrid.search.eta import eta_seconds
 from xgrid.tracking import ACTIVE_STATUSES, FINISHED as RUN_FINISHED, RunRecord
 
 FOLDER_STAMP = "%Y%m%d-%H%M%S-%f"  # xgrid.search.runner.new_search_dir
@@ -310,8 +312,7 @@ def _trials_from_results(search_dir: Path) -> list[_Trial] | None:
 
 
 def _run_time(run: Any, name: str) -> datetime | None:
-    """A run's start or end time, when the reader returns them (RunRecord has none yet: durations then come
-    from the trials' own reports)."""
+    """A run's start or end time (milliseconds in RunRecord); None when the reader does not know it."""
     value = _number(getattr(run, name, None))
     return datetime.fromtimestamp(value / 1000) if value else None
 
@@ -445,11 +446,8 @@ def _fill_target(ts: TargetStatus, trials: list[_Trial], source: str, alive: boo
     finished = [d for t in trials if t.status in (COMPLETED, STOPPED) and (d := t.duration_s) is not None] or [
         d for t in clock if t.status in (COMPLETED, STOPPED) and (d := t.duration_s) is not None]
     ts.median_trial_s = float(statistics.median(finished)) if finished else None
-    remaining = ts.left + ts.running
-    if remaining == 0:
-        ts.eta_s = 0.0 if alive else None
-    elif alive and ts.median_trial_s is not None:
-        ts.eta_s = remaining * ts.median_trial_s / min(concurrency, remaining)
+    if alive:
+        ts.eta_s = eta_seconds(ts.left + ts.running, finished, concurrency)
     if ts.left == 0 and ts.running == 0:
         ts.state = "done"
     elif ts.running:
