@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from xgrid.planning.plan import Cell, Plan, Stage1Job
-from xgrid.tracking_schema import RETRIEVAL, STAGE2
+from xgrid.tracking_schema import AGGREGATES, RETRIEVAL, STAGE2, best_metric, final_metric_name
 
 Status = Literal["completed", "stopped", "failed"]
 
@@ -33,6 +33,21 @@ class TrialRecord:
     def stage(self) -> str:
         """`stage2` for a fine-tuning trial, `retrieval` for a cell scored straight from its encoder."""
         return STAGE2 if self.cell.trains else RETRIEVAL
+
+
+def selected_trials(records: list[TrialRecord], policy: str) -> dict[str, TrialRecord]:
+    """Cell id -> the trial the declared selection policy picks: of the cell's completed trials with final
+    results, the one with the best selected score. The results table, results.csv and the MLflow `selected` tag
+    all take it from here. A cell with no such trial has no entry."""
+    rank, chosen = best_metric(policy), {}
+    for record in records:
+        average = final_metric_name(record.cell.metric, AGGREGATES[0], policy, policy)
+        if record.status != "completed" or average not in record.metrics:
+            continue
+        best = chosen.get(record.cell.id)
+        if best is None or record.metrics.get(rank, float("-inf")) > best.metrics.get(rank, float("-inf")):
+            chosen[record.cell.id] = record
+    return chosen
 
 
 class SearchListener:

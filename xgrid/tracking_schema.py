@@ -8,14 +8,17 @@ Tags of every child run (all strings):
   stage, search_id, cell_id, base_model, intermediate, intermediate_tasks (comma-separated, "none"),
   intermediate_kind (syntactic / semantic / ner / other / multi / none), target, target_format, target_group,
   seed, stage1_key, own_data ("true" when the intermediate is the target's own English data), selection_policy,
-  retrieval_layer, retrieval_pooling, trial_id, trial_status (completed / stopped / failed), target_metric.
+  retrieval_layer, retrieval_pooling, trial_id, trial_status (completed / stopped / failed), target_metric,
+  selected ("true" on the trial of each cell that the declared policy selects: filter `tags.selected = "true"`).
   Stage-1 runs carry the intermediate tags and stage1_key but no target tags.
 Metrics:
   per epoch (step = epoch): train_loss, dev.<metric>.<lang> (targets), dev.<task>.<metric> (intermediates),
   select.english_dev, select.target_dev;
   at the end: <metric>.<lang>, <metric>.avg (all languages), <metric>.avg_xling (without English) under the
   declared selection policy; the other policy's copies prefixed with its name (target_dev.f1.de);
-  best.english_dev / best.target_dev: the selected epoch's selection score.
+  best.english_dev / best.target_dev: the selected epoch's selection score; seconds: the phase's wall time.
+  Nothing else: Tune's bookkeeping in every result (pid, timestamp, time_total_s, training_iteration ...) is not
+  logged (`is_xgrid_metric`).
 Params: learning_rate, epochs, batch_size, grad_accum, max_length, warmup_ratio, weight_decay, grad_clip, and the
   intermediate phase's as intermediate.<name>.
 """
@@ -77,6 +80,12 @@ def is_epoch_metric(name: str) -> bool:
     return name == TRAIN_LOSS or name.startswith((f"{DEV_PREFIX}.", f"{SELECT_PREFIX}."))
 
 
+def is_xgrid_metric(name: str) -> bool:
+    """A name xgrid's phases report: the loss, the phase's seconds, or a dotted family (`dev.f1.de`, `f1.avg`,
+    `best.english_dev`). Tune adds undotted bookkeeping to every result, and none of it is xgrid's."""
+    return name in (TRAIN_LOSS, SECONDS) or "." in name
+
+
 def final_metric_name(metric: str, language: str, policy: str, declared_policy: str) -> str:
     """`f1.de` under the declared policy, `target_dev.f1.de` under the other one (`language` may be an
     aggregate: `f1.avg`)."""
@@ -97,6 +106,7 @@ SEED_TAG = "seed"
 STAGE1_KEY_TAG = "stage1_key"
 OWN_DATA_TAG = "own_data"
 TRIAL_ID_TAG = "trial_id"
+SELECTED_TAG = "selected"  # "true" on the selected trial of its cell (set when its target ends)
 RETRIEVAL_LAYER_TAG, RETRIEVAL_POOLING_TAG = "retrieval_layer", "retrieval_pooling"
 SPACE_TAG, SPACE_FINGERPRINT_TAG = "space", "space_fingerprint"
 

@@ -6,12 +6,13 @@ from xgrid.tracking.listener import TrackingListener
 from xgrid.tracking_schema import default_tracking_uri
 
 
-def tracked_search(space, registry, root, **options):
+def tracked_search(space, registry, root, listeners=(), **options):
     """`run_search` as `xgrid search` calls it: the plan built once, and a TrackingListener writing to the
-    default SQLite store under `root`. Returns (outcome, tracker)."""
+    default SQLite store under `root` (before any other `listeners`). Returns (outcome, tracker)."""
     tracker = TrackingListener(open_writer(default_tracking_uri(root), space.name))
     outcome = run_search(build_plan(space, registry),
-                         SearchOptions(output_root=root, listeners=(tracker,), ray_init={"num_cpus": 2}, **options))
+                         SearchOptions(output_root=root, listeners=(tracker, *listeners), ray_init={"num_cpus": 2},
+                                       **options))
     return outcome, tracker
 
 

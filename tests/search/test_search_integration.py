@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from xgrid.config import parse_space
+from xgrid.events import SearchListener
 from xgrid.planning.plan import build_plan
 from xgrid.search.options import SearchOptions
 from xgrid.search.runner import run_search
@@ -34,13 +35,30 @@ SPACE = {
 }
 
 
+class RayNames(SearchListener):
+    """What the Ray dashboard lists while the search runs: the names of Ray tasks and of live actors, read from
+    Ray's state API when each target ends."""
+
+    def __init__(self):
+        self.tasks, self.actors = set(), set()
+
+    def target_finished(self, target, records):
+        import ray
+        from ray.util.state import list_actors, list_tasks
+
+        ours = {"address": ray.get_runtime_context().gcs_address, "limit": 10_000, "raise_on_missing_output": False}
+        self.tasks |= {t.name for t in list_tasks(**ours)}
+        self.actors |= {a.repr_name for a in list_actors(detail=True, **ours)}
+
+
 @pytest.fixture(scope="module")
 def searches(tmp_path_factory, registry):
     root = tmp_path_factory.mktemp("runs")
     space = parse_space(SPACE, registry)
-    first, first_tracker = tracked_search(space, registry, root)
+    names = RayNames()
+    first, first_tracker = tracked_search(space, registry, root, listeners=(names,))
     second, second_tracker = tracked_search(space, registry, root)
-    first.tracker, second.tracker = first_tracker, second_tracker
+    first.tracker, second.tracker, first.ray_names = first_tracker, second_tracker, names
     return first, second, SearchOptions(output_root=root)
 
 
@@ -78,6 +96,37 @@ def test_optuna_study_opens_and_holds_every_trial(searches):
     assert len(study.trials) == 6  # 3 cells x 2 trials; retrieval targets have no study
     assert {t.params["learning_rate"] for t in study.trials} == {0.003, 0.9}
     assert len(optuna.get_all_study_names(storage)) == 1
+
+
+def test_optuna_trials_say_which_cell_they_belong_to_and_early_stops_are_pruned(searches):
+    first, _, _ = searches
+    study = optuna.load_study(study_name="it-search.mb_udpos", storage=f"sqlite:///{first.search_dir / 'optuna.db'}")
+    assert study.metric_names == ["select.english_dev"]  # the objective is named in optuna-dashboard
+    cells = {c.id: c for c in first.plan.cells}
+    for trial in study.trials:
+        cell = cells[trial.params["cell"]]
+        assert trial.user_attrs["intermediate"] == cell.intermediate
+        assert trial.user_attrs["seed"] == cell.seed and trial.user_attrs["kind"] == cell.kind
+        assert trial.user_attrs["target"] == "mb_udpos" and trial.user_attrs["base_model"] == "tiny"
+    by_id = {t.user_attrs["trial_id"]: t for t in study.trials}
+    records = first.records["mb_udpos"]
+    assert set(by_id) == {r.trial_id for r in records}
+    for record in records:
+        expected = {"stopped": optuna.trial.TrialState.PRUNED, "completed": optuna.trial.TrialState.COMPLETE}
+        assert by_id[record.trial_id].state == expected[record.status], record.trial_id
+
+
+def test_ray_tasks_trials_and_actors_are_named_after_their_cells(searches):
+    first, _, _ = searches
+    names = first.ray_names
+    assert {"stage1-mb_chunk-s0", "stage1-mb_deprel-s0"} <= names.tasks
+    assert {f"retrieval-mb_tatoeba-{i}-s0-eval" for i in ("none", "mb_chunk", "mb_deprel")} <= names.tasks
+    # inline trials share actors Tune reuses across cells: those are named after their target
+    assert "stage2-mb_udpos" in names.actors
+    trial_folders = {p.name for p in (first.search_dir / "ray" / "mb_udpos").iterdir() if p.is_dir()}
+    for record in first.records["mb_udpos"]:
+        cell = record.cell
+        assert f"mb_udpos-{cell.intermediate}-s{cell.seed}-{record.trial_id}" in trial_folders
 
 
 def test_results_files_are_written(searches):
@@ -118,6 +167,15 @@ def test_mlflow_parent_child_structure_tags_and_metrics(searches, registry):
                 assert f"{target.metric}.{language}" in run.data.metrics
             assert f"{target.metric}.avg" in run.data.metrics
             assert f"{target.metric}.avg_xling" in run.data.metrics
+    # the selected trial of each cell is tagged: the one results.csv reports
+    selected = {r.data.tags["cell_id"]: r.data.tags["trial_id"] for r in children if r.data.tags.get("selected") == "true"}
+    assert selected == {row["cell_id"]: row["trial_id"] for row in first.best}
+    assert len(selected) == 6
+    # only xgrid's own metrics: none of Tune's bookkeeping
+    logged = {name for r in children for name in r.data.metrics}
+    assert not logged & {"pid", "timestamp", "time_total_s", "time_this_iter_s", "training_iteration",
+                         "time_since_restore", "iterations_since_restore", "epoch"}, logged
+    assert all("." in name or name in ("train_loss", "seconds") for name in logged), logged
     trial = next(r for r in children if r.data.tags["stage"] == "stage2" and r.data.tags["trial_status"] == "completed")
     assert float(trial.data.params["learning_rate"]) == 0.003
     history = client.get_metric_history(trial.info.run_id, "select.english_dev")

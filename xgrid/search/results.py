@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from xgrid.config import SearchSpace
-from xgrid.events import TrialRecord
+from xgrid.events import TrialRecord, selected_trials
 from xgrid.tracking_schema import AGGREGATES, ENGLISH_DEV, best_metric, final_metric_name
 
 
 def best_per_cell(records: list[TrialRecord], space: SearchSpace) -> list[dict[str, Any]]:
-    """The completed trial with the best selected score of each cell (by the declared policy)."""
-    key = best_metric(space.selection_policy)
+    """The selected trial of each cell (`xgrid.events.selected_trials`), with the cell's trial counts."""
+    selected = selected_trials(records, space.selection_policy)
     by_cell: dict[str, list[TrialRecord]] = {}
     for record in records:
         by_cell.setdefault(record.cell.id, []).append(record)
@@ -24,12 +24,11 @@ def best_per_cell(records: list[TrialRecord], space: SearchSpace) -> list[dict[s
         metric = cell.metric
         average, average_xling = (final_metric_name(metric, a, space.selection_policy, space.selection_policy)
                                   for a in AGGREGATES)
-        done = [t for t in trials if t.status == "completed" and average in t.metrics]
         row: dict[str, Any] = cell.tags() | {"trials": len(trials),
                                              "stopped": sum(t.status == "stopped" for t in trials),
                                              "failed": sum(t.status == "failed" for t in trials), "metric": metric}
-        if done:
-            best = max(done, key=lambda t: t.metrics.get(key, float("-inf")))
+        best = selected.get(cell.id)
+        if best is not None:
             row |= {"trial_id": best.trial_id, "learning_rate": best.learning_rate,
                     ENGLISH_DEV: best.metrics.get(best_metric(ENGLISH_DEV)),
                     "avg": best.metrics.get(average), "avg_xling": best.metrics.get(average_xling)}

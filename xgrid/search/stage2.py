@@ -57,10 +57,32 @@ def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
-    result = torch_trainer({"request": request}, resources, f"stage2-{trial_id}", setup.storage_path,
-                           callbacks=[TuneReportCallback()]).fit()
+    # Named after the cell (what the Ray dashboard's Train view shows), unique by the trial id.
+    result = torch_trainer({"request": request}, resources, f"stage2-{trial_name(cell, trial_id)}",
+                           setup.storage_path, callbacks=[TuneReportCallback()]).fit()
     if result.error:
         raise result.error
+
+
+def trial_name(cell: Cell, trial_id: str) -> str:
+    """`mb_xnli-mb_chunk-s0-1a2b3c4d`: the target, intermediate and seed, then Tune's unique trial id."""
+    return f"{cell.target}-{cell.intermediate}-s{cell.seed}-{trial_id}"
+
+
+def named_trainable(trainable: type, cells: dict[str, Cell], reused: bool, target: str) -> type:
+    """The trial actor as the Ray dashboard lists it. Ray takes an actor's name from its repr once, when it is
+    created: an actor Tune reuses for many trials (inline trials) runs every cell of the target, so it is named
+    after the target; an actor that runs one trial is named after that trial's cell."""
+
+    class CellTrial(trainable):
+        def __repr__(self) -> str:
+            if reused:
+                return f"stage2-{target}"
+            cell = cells.get((self.config or {}).get("cell"))
+            return f"stage2-{trial_name(cell, self.trial_id)}" if cell else f"stage2-{target}"
+
+    CellTrial.__name__ = CellTrial.__qualname__ = trainable.__name__
+    return CellTrial
 
 
 def optuna_space(space: SearchSpace, cell_ids: list[str]):
@@ -94,9 +116,13 @@ def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir:
 
 
 def _tune(target, cells, space, encoders, search_dir, storage_path, listener) -> list[TrialRecord]:
-    from ray.tune.search.optuna import OptunaSearch
+    import warnings
 
     import optuna
+
+    from ray.tune.trainable import wrap_function
+
+    from xgrid.search.cell_search import CellOptunaSearch
 
     cell_ids = [c.id for c in cells]
     points = enqueued_points(space, cell_ids)
@@ -105,26 +131,33 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener) ->
     # enqueued trial fix the cell and leave the learning rate to the sampler. The searcher then opens the same
     # study (load_if_exists) and its ask() pops these waiting trials in order.
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
+    with warnings.catch_warnings():  # experimental in Optuna: it works, and the warning would reach the user
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([selection_metric(space)])  # optuna-dashboard names the objective
     for point in points:
         study.enqueue_trial(point)
-    searcher = OptunaSearch(space=optuna_space(space, cell_ids), metric=selection_metric(space), mode="max",
-                            storage=storage, study_name=study_name, seed=space.search.sampler_seed)
     scheduler = make_scheduler(space.search.scheduler, selection_metric(space), space.target_training.epochs, space.search.grace_period,
                                space.search.reduction_factor)
     stopped = scheduler.stopped_early if isinstance(scheduler, PerCellScheduler) else set()
-    events = TuneEvents({c.id: c for c in cells}, listener, stopped)
-    setup = TrialSetup(space, {c.id: c for c in cells}, encoders, storage_path)
+    by_id = {c.id: c for c in cells}
+    searcher = CellOptunaSearch(space=optuna_space(space, cell_ids), metric=selection_metric(space), mode="max",
+                                storage=storage, study_name=study_name, seed=space.search.sampler_seed,
+                                cells=by_id, stopped_early=stopped)
+    events = TuneEvents(by_id, listener, stopped)
+    setup = TrialSetup(space, by_id, encoders, storage_path)
     resources = space.resources
     inline = not uses_ray_train(resources)
     # An inline trial computes in its own process, so it holds its CPUs. A ray_train trial only drives a
     # TorchTrainer whose workers hold the CPUs/GPUs: any CPU fraction for the driver would leave 2 workers x 1 CPU
     # unplaceable on 2 CPUs (a silent hang), and Tune rejects an empty request, so the driver asks for memory.
     trial_resources = {"CPU": resources.cpus_per_worker} if inline else {"CPU": 0, "memory": DRIVER_MEMORY}
+    name = lambda trial: trial_name(by_id[trial.config["cell"]], trial.trial_id)
+    trial_function = tune.with_resources(tune.with_parameters(stage2_trial, setup=setup), trial_resources)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(stage2_trial, setup=setup), trial_resources),
+        named_trainable(wrap_function(trial_function), by_id, inline, target),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=len(points),
                                     max_concurrent_trials=resources.max_concurrent_trials,
-                                    reuse_actors=inline),
+                                    reuse_actors=inline, trial_name_creator=name, trial_dirname_creator=name),
         run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
@@ -148,8 +181,8 @@ def _score_retrieval(cells, space, encoders, listener) -> list[TrialRecord]:
     for cell in cells:
         record = TrialRecord(f"retrieval-{cell.id}", cell, None)
         listener.trial_started(record)
-        ref = _retrieval_eval.options(num_cpus=space.resources.cpus_per_worker).remote(
-            cell, space, encoders[cell.stage1_key])
+        ref = _retrieval_eval.options(num_cpus=space.resources.cpus_per_worker, name=f"retrieval-{trial_name(cell, 'eval')}"
+                                      ).remote(cell, space, encoders[cell.stage1_key])
         pending[ref] = record
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)

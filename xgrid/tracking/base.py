@@ -41,6 +41,8 @@ class RunRecord:
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
+    start_time: int | None = None  # milliseconds since the epoch, as MLflow keeps them; None when unknown
+    end_time: int | None = None  # None while the run is open
 
 
 class RunWriter(Protocol):

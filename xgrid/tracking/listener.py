@@ -13,7 +13,7 @@ from typing import Any
 
 from xgrid import tracking_schema as schema
 from xgrid.config import SearchSpace
-from xgrid.events import SearchListener, TrialRecord
+from xgrid.events import SearchListener, TrialRecord, selected_trials
 from xgrid.planning.plan import Plan, Stage1Job
 from xgrid.tracking.base import FAILED, FINISHED, KILLED, RunWriter
 
@@ -25,8 +25,10 @@ RUN_STATUS = {"completed": FINISHED, "stopped": KILLED, "failed": FAILED}  # Tri
 
 
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    """xgrid's own metrics only: a Tune result also carries pid, timestamp, time_total_s ... (the epoch is the
+    step, not a metric)."""
     return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != schema.EPOCH}
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and schema.is_xgrid_metric(k)}
 
 
 def _hparams(prefix: str, settings: Any) -> dict[str, str]:
@@ -48,6 +50,7 @@ class TrackingListener(SearchListener):
         self.parent_id: str | None = None
         self.search_dir: Path | None = None
         self._open: dict[str, str] = {}  # our key -> run id, for everything not yet ended
+        self._trial_runs: dict[str, str] = {}  # trial id -> run id, of every trial of the current target
 
     @property
     def experiment_id(self) -> str:
@@ -138,6 +141,7 @@ class TrackingListener(SearchListener):
         tags = cell.tags() | {schema.STAGE: stage, schema.TRIAL_ID_TAG: record.trial_id, schema.METRIC_TAG: cell.metric}
         self._start(record.trial_id, f"{cell.target}-{cell.intermediate}-s{cell.seed}-{record.trial_id[-5:]}",
                     tags, params)
+        self._trial_runs[record.trial_id] = self._open[record.trial_id]
 
     def trial_result(self, record: TrialRecord, metrics: dict[str, Any]) -> None:
         run_id = self._open.get(record.trial_id)
@@ -154,3 +158,12 @@ class TrackingListener(SearchListener):
         self.writer.set_tags(run_id, {schema.STATUS_TAG: record.status}
                              | ({schema.ERROR_TAG: record.error[:ERROR_CHARS]} if record.error else {}))
         self._end(record.trial_id, RUN_STATUS[record.status])
+
+    def target_finished(self, target: str, records: list[TrialRecord]) -> None:
+        """Mark the trial of each cell that the declared policy selects, so the MLflow UI can show the selected
+        trials only (`tags.selected = "true"`) and compare them by intermediate_kind."""
+        for record in selected_trials(records, self.space.selection_policy).values():
+            run_id = self._trial_runs.get(record.trial_id)
+            if run_id is not None:
+                self.writer.set_tags(run_id, {schema.SELECTED_TAG: "true"})
+        self._trial_runs.clear()

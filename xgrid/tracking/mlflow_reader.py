@@ -86,7 +86,7 @@ def _stage_filter(stage: str) -> str:
 
 def _record(run) -> RunRecord:
     return RunRecord(run.info.run_id, run.info.status, dict(run.data.tags), dict(run.data.metrics),
-                     dict(run.data.params))
+                     dict(run.data.params), run.info.start_time or None, run.info.end_time or None)
 
 
 class MlflowReader:
