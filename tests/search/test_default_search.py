@@ -16,7 +16,12 @@ def test_default_search_completes(tmp_path):
                             text=True, timeout=1200, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Ray dashboard: http://127.0.0.1:" in result.stdout
-    assert "stage 1: 12 checkpoints trained, 0 reused" in result.stdout
+    assert "stage 1: 12 checkpoints (12 trained, 0 reused from the store)" in result.stdout
+    assert "stage 2: 90 trials (" in result.stdout and "retrieval: 15 evaluations (0 failed)" in result.stdout
+    # the progress agrees with the summary: 12 checkpoints (the `none` baseline trains nothing), 30 trials a target
+    assert "stage 1: 12/12 checkpoints (12 trained, 0 reused from the store, 0 failed)" in result.stdout
+    assert "mb_xnli (target 1 of 4): 30/30 trials" in result.stdout
+    assert "mb_tatoeba (target 4 of 4): 15/15 evaluations" in result.stdout
     (search_dir,) = (tmp_path / "xgrid_runs" / "microbench-default").iterdir()
     with open(search_dir / "results.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,7 +15,7 @@ from xgrid.cli.common import (FormatOption, JsonOption, OutputFormat, console, f
 from xgrid.cli.plan_view import plan_json, print_plan
 from xgrid.planning.plan import Plan, build_plan
 from xgrid.tasks import default_registry
-from xgrid.tracking_schema import ENGLISH_DEV, default_tracking_uri
+from xgrid.tracking_schema import BASE_MODEL_TAG, ENGLISH_DEV, default_tracking_uri
 
 
 def search(
@@ -61,30 +62,40 @@ def search(
 
 
 def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> None:
+    """Ray first, then the tracker, then the search folder: a Ray that does not start, or a refused address,
+    leaves no folder and no MLflow experiment behind. Library log lines go to the folder's search.log."""
     from dataclasses import replace
 
+    from xgrid.search.library_logs import LOG_NAME, library_logs
     from xgrid.search.progress import Progress
-    from xgrid.search.runner import SearchSetupError, check_address, run_search
+    from xgrid.search.runner import SearchSetupError, check_address, dashboard_login_hint, ray_session, run_search
     from xgrid.search.stage1 import Stage1Error
     from xgrid.search.stage2 import selection_metric
     from xgrid.tracking import open_writer
     from xgrid.tracking.listener import TrackingListener
 
-    def ready(search_dir, dashboard):
-        # soft_wrap: a path is one line even in a narrow terminal, so it can be copied whole
-        console.print(f"search folder: {search_dir}", soft_wrap=True, highlight=False)
-        console.print(f"Ray dashboard: {dashboard or 'see your cluster'}", soft_wrap=True, highlight=False)
-
     try:
-        check_address(options)  # before the tracker creates anything: a refused search leaves nothing behind
-        tracker = TrackingListener(open_writer(tracking_uri, experiment))
-        progress = Progress(console, selection_metric(plan.space))
-        outcome = run_search(plan, replace(options, listeners=(tracker, progress)), on_ready=ready)
+        check_address(options)
+        with library_logs() as logs, ray_session(options) as dashboard:
+            def ready(search_dir, _):
+                logs.write_to(search_dir / LOG_NAME)
+                # soft_wrap: a path is one line even in a narrow terminal, so it can be copied whole
+                say(f"search folder: {search_dir} (library logs: {LOG_NAME}, Tune's output: tune.log)")
+                hint = dashboard_login_hint() if dashboard else None
+                say(f"Ray dashboard: {dashboard or 'see your cluster'}" + (f" ({hint})" if hint else ""))
+
+            tracker = TrackingListener(open_writer(tracking_uri, experiment))
+            progress = Progress(console, selection_metric(plan.space))
+            outcome = run_search(plan, replace(options, listeners=(tracker, progress)), on_ready=ready)
     except SearchSetupError as err:
         raise fail(str(err)) from None
     except Stage1Error as err:
         raise fail(str(err), code=1) from None
     print_results(outcome, tracker, experiment)
+
+
+def say(line: str) -> None:
+    console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def print_results(outcome, tracker, experiment: str) -> None:
@@ -94,24 +105,46 @@ def print_results(outcome, tracker, experiment: str) -> None:
         metric = task.metric
         table = Table(title=f"{target}: best trial per cell ({metric}, zero-shot)")
         languages = [l for l in task.languages if any(f"{metric}.{l}" in r for r in rows)]
-        for column in ("intermediate", "kind", "seed", "best lr", "en dev", "avg", "avg w/o en", *languages,
-                       "trials (stopped/failed)"):
+        for column in ("base model", "intermediate", "kind", "seed", "best lr", "en dev", "avg", "avg w/o en",
+                       *languages, "trials (stopped/failed)"):
             table.add_column(column)
         fmt = lambda v: "-" if v is None else f"{v:.1f}"
-        for r in sorted(rows, key=lambda r: (r["intermediate"], r["seed"])):
+        for r in sorted(rows, key=lambda r: (r[BASE_MODEL_TAG], r["intermediate"], r["seed"])):
             lr = r.get("learning_rate")
-            table.add_row(r["intermediate"], r["intermediate_kind"], r["seed"], "-" if not lr else f"{lr:.2g}",
-                          fmt(r.get(ENGLISH_DEV)), fmt(r.get("avg")), fmt(r.get("avg_xling")),
-                          *[fmt(r.get(f"{metric}.{l}")) for l in languages],
+            table.add_row(r[BASE_MODEL_TAG], r["intermediate"], r["intermediate_kind"], r["seed"],
+                          "-" if not lr else f"{lr:.2g}", fmt(r.get(ENGLISH_DEV)), fmt(r.get("avg")),
+                          fmt(r.get("avg_xling")), *[fmt(r.get(f"{metric}.{l}")) for l in languages],
                           f"{r['trials']} ({r['stopped']}/{r['failed']})")
         console.print(table)
-    failed = [r for records in outcome.records.values() for r in records if r.status == "failed"]
+    records = [r for rs in outcome.records.values() for r in rs]
+    failed = [r for r in records if r.status == "failed"]
     for error, count in Counter(r.error or "unknown error" for r in failed).most_common(5):
         console.print(f"[red]{count} trial(s) failed:[/] {error}", highlight=False, soft_wrap=True)
-    console.print(f"stage 1: {outcome.stage1_trained} checkpoints trained, {outcome.stage1_reused} reused")
-    uri = tracker.tracking_uri
-    console.print(f"MLflow: experiment {experiment!r} (id {tracker.experiment_id}) "
-                  f"at {uri}; UI: mlflow ui --backend-store-uri {uri}; then xgrid compare {experiment}", soft_wrap=True)
-    console.print(f"done in {outcome.seconds:.0f} s. Results: {outcome.search_dir}/results.csv (best per cell), "
-                  f"results.json (every trial); Optuna studies: optuna-dashboard sqlite:///{outcome.search_dir}/optuna.db",
-                  soft_wrap=True)
+    for line in summary_lines(outcome, records, tracker, experiment):
+        say(line)
+
+
+def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
+    """The counts (the progress's and MLflow's: one run per trained checkpoint, trial and evaluation) and the
+    commands that open what the search left, each runnable as printed."""
+    trials = [r for r in records if r.cell.trains]
+    count = lambda status, rs: sum(r.status == status for r in rs)
+    evaluations = len(records) - len(trials)
+    folder, uri = outcome.search_dir, tracker.tracking_uri
+    if uri and uri.startswith(("http://", "https://")):
+        ui = f"open {uri} in a browser"
+    else:
+        ui = f"mlflow ui --backend-store-uri {shlex.quote(uri or default_tracking_uri())}"
+    return [
+        f"stage 1: {outcome.stage1_trained + outcome.stage1_reused} checkpoints ({outcome.stage1_trained} trained, "
+        f"{outcome.stage1_reused} reused from the store)",
+        f"stage 2: {len(trials)} trials ({count('completed', trials)} completed, {count('stopped', trials)} "
+        f"stopped early, {count('failed', trials)} failed); retrieval: {evaluations} evaluations "
+        f"({count('failed', records) - count('failed', trials)} failed)",
+        f"MLflow: experiment {experiment!r} (id {tracker.experiment_id}) at {uri}",
+        f"  UI: {ui}; the selected trial of each cell is tagged: search runs with tags.selected = \"true\"",
+        f"  compare: xgrid compare {shlex.quote(experiment)} --tracking-uri {shlex.quote(uri or default_tracking_uri())}",
+        f"done in {outcome.seconds:.0f} s. Results: {folder}/results.csv (best per cell), results.json (every trial)",
+        f"  status: xgrid status {shlex.quote(str(folder))}",
+        f"  Optuna studies: optuna-dashboard {shlex.quote(f'sqlite:///{folder}/optuna.db')}",
+    ]

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -66,19 +69,82 @@ def check_address(options: SearchOptions) -> None:
             "or, on a cluster node, `xgrid search ... --address auto` (see docker/README.md)")
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A `HOST:PORT` address where nothing answers is refused at once: `ray.init` would retry for minutes while
+    printing its C++ client's warnings. (`auto` finds a cluster on this node or fails fast by itself.)"""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SearchSetupError(f"--address {address}: expected auto or HOST:PORT of a Ray head (e.g. "
+                               "10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise SearchSetupError(f"--address {address}: no Ray head answers there ({err.strerror or err}); start "
+                               "one with `ray start --head` or give the address `ray status` prints on a node "
+                               "of the cluster") from None
+
+
 def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
-    """Start local Ray (dashboard on 127.0.0.1 only) or join `options.address`. Returns (started, dashboard)."""
+    """Start local Ray (dashboard on 127.0.0.1 only) or join `options.address`. Returns (started, dashboard).
+    A failure is one SearchSetupError line, with whatever Ray had started shut down again."""
     import ray
 
     if ray.is_initialized():
         return False, None
+    check_reachable(options.address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-    if options.address:
-        context = ray.init(address=options.address, **kwargs)
-    else:
-        context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs | options.ray_init)
+    try:
+        if options.address:
+            context = ray.init(address=options.address, **kwargs)
+        else:
+            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs | options.ray_init)
+    except Exception as err:  # a start-up timeout, a port in use, no cluster at `auto` ...
+        ray.shutdown()
+        where = f"at {options.address}" if options.address else "locally"
+        raise SearchSetupError(f"Ray did not start {where}: {_first_line(err)} (Ray's own logs: "
+                               f"{_ray_log_folder()})") from None
     url = getattr(context, "dashboard_url", None)
     return True, (f"http://{url}" if url and not url.startswith("http") else url)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _ray_log_folder() -> str:
+    import tempfile
+
+    return f"{os.environ.get('RAY_TMPDIR') or tempfile.gettempdir()}/ray/session_latest/logs"
+
+
+def dashboard_login_hint() -> str | None:
+    """How to get into the dashboard when Ray's token authentication is on (Ray 2.60 turns it on for a new local
+    cluster): the page asks for the token, and `ray get-auth-token` prints it. None when it is off."""
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+        enabled = is_token_auth_enabled()
+    except Exception:  # a private API: if it moves, say nothing rather than something wrong
+        return None
+    return ("token authentication is on: when the page asks for a token, paste what `ray get-auth-token` prints"
+            if enabled else None)
+
+
+@contextmanager
+def ray_session(options: SearchOptions) -> Iterator[str | None]:
+    """Ray for the length of a block: started (or joined) here and shut down after, unless it already ran.
+    Yields the dashboard URL (None when joining a cluster)."""
+    import ray
+
+    started, dashboard = start_ray(options)
+    try:
+        yield dashboard
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def write_search_files(search_dir: Path, plan: Plan) -> None:
@@ -92,13 +158,18 @@ def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=No
 
     started_at = time.perf_counter()
     check_address(options)  # before anything is written: a refused search leaves no folder behind
-    search_dir = new_search_dir(options, plan)
+    started, dashboard = start_ray(options)  # also before: a Ray that does not start leaves nothing either
+    try:
+        search_dir = new_search_dir(options, plan)
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
     write_search_files(search_dir, plan)
     storage_path = (f"{options.store.rstrip('/')}/ray/{search_dir.name}" if is_uri(options.store)
                     else str(search_dir / "ray"))
     counter = _Stage1Count()
     events = Listeners(counter, *options.listeners)
-    started, dashboard = start_ray(options)
     if on_ready is not None:
         on_ready(search_dir, dashboard)
     status = "FAILED"
