@@ -137,3 +137,18 @@ def tiny_parameter_count(folder: Path) -> int:
     from transformers import AutoModel
 
     return sum(p.numel() for p in AutoModel.from_pretrained(str(folder), add_pooling_layer=False).parameters())
+
+
+def test_a_store_that_does_not_answer_is_left_unchecked(monkeypatch, registry):
+    import threading
+
+    from xgrid.cli.plan_view import check_store
+    from xgrid.running import store as store_module
+
+    release = threading.Event()
+    monkeypatch.setattr(store_module.CheckpointStore, "has", lambda self, key: release.wait(60))
+    try:
+        check = check_store(build_plan(load_space(DEFAULT_SPACE, registry), registry), "/anywhere", timeout=0.2)
+    finally:
+        release.set()
+    assert check.present is None and check.error.startswith("no answer from the store within")

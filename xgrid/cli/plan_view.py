@@ -51,7 +51,7 @@ def check_store(plan: Plan, store_root: str | None, timeout: float = STORE_TIMEO
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        return StoreCheck(store_root, None, f"no answer from the store within {timeout:.0f} s")
+        return StoreCheck(store_root, None, f"no answer from the store within {timeout:g} s")
     if "error" in found:
         return StoreCheck(store_root, None, found["error"])
     return StoreCheck(store_root, found["present"])
