@@ -1,9 +1,10 @@
 """Serve the hub fixtures (tests/fixtures/hub) through `datasets.load_dataset`, the one call that touches the hub.
 
 `install(monkeypatch)` replaces `datasets.load_dataset`: a hub id returns a Dataset built from the fixture rows
-with the hub's Features, as a cache hit would; packaged builders ("json", "parquet", ...) still run for real. A
-dataset or split the fixtures lack fails the way `datasets` does (ConnectionError / "Unknown split"). Every
-hub call is recorded with whether the hub was switched off at the time.
+with the hub's Features, as a cache hit would; packaged builders ("json", "parquet", ...) and local folders (a
+local copy in the hub layout) still run for real. A dataset or split the fixtures lack fails the way `datasets`
+does (ConnectionError / "Unknown split"). Every hub call is recorded with whether the hub was switched off at
+the time. `uninstall(monkeypatch)` puts the real `datasets.load_dataset` back (a node without the hub).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class FakeHub:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, path, name=None, *args, split=None, revision=None, data_files=None, **kwargs):
-        if path in PACKAGED:
+        if path in PACKAGED or Path(path).is_dir():
             return REAL_LOAD_DATASET(path, name, *args, split=split, data_files=data_files, **kwargs)
         config = name or (next(iter(data_files.values())).split("/")[0] if data_files else "default")
         self.calls.append({"path": path, "config": config, "split": split, "revision": revision,
@@ -63,3 +64,7 @@ def install(monkeypatch) -> FakeHub:
     fake = FakeHub()
     monkeypatch.setattr(datasets, "load_dataset", fake)
     return fake
+
+
+def uninstall(monkeypatch) -> None:
+    monkeypatch.setattr(datasets, "load_dataset", REAL_LOAD_DATASET)

@@ -5,7 +5,9 @@ Loading is offline-first. Every hub read first runs with the hub switched off, s
 `HF_HUB_OFFLINE` is not set, is the hub asked. A dataset that is neither cached nor reachable raises one
 `DatasetNotCachedError` naming the dataset, config and split and the command that pre-downloads a space's data
 (`xgrid prefetch SPACE`). It subclasses `DatasetUnavailableError`, the error of any data that cannot be had on
-this machine (the local corpora of `xgrid.data.local_corpora` raise its other subclass).
+this machine (local copies and the local corpora of `xgrid.data.local_corpora` raise its other subclass).
+With `local_paths.<task>` set, every part the task reads comes from that local copy instead
+(`xgrid.data.local_copy`, what `xgrid prefetch SPACE --to DIR` writes) and the hub is never asked.
 
 A source maps a (language, split role) to one or more `HubPart`s (dataset id, config, split, revision), loads
 them (concatenating several, as ANLI's three rounds), applies an optional row filter (SNLI's unlabeled pairs,
@@ -23,30 +25,33 @@ hub); everything after that call is the code real data goes through.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import datasets
 
-from xgrid.data.sources import LoadContext, MissingSplitError, SplitRole, TaskInfo, cap
+from xgrid.data.local_copy import read_copy
+from xgrid.data.sources import (DatasetUnavailableError, LoadContext, MissingSplitError, SplitRole, TaskInfo, cap,
+                                hub_switched_off)
 
 PREFETCH_COMMAND = "xgrid prefetch SPACE"
+PROBE_TIMEOUT_S = 10.0
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
-class DatasetUnavailableError(RuntimeError):
-    """The data a task needs cannot be had on this machine (not cached and no network, or no local copy)."""
-
-
 class DatasetNotCachedError(DatasetUnavailableError):
-    def __init__(self, part: "HubPart", reason: str):
-        self.part = part
+    """Built from (part, reason); a pickled copy (Ray) is rebuilt from its message alone."""
+
+    def __init__(self, part: "HubPart | str", reason: str | None = None):
+        if reason is None and isinstance(part, str):
+            super().__init__(part)
+            return
         super().__init__(
             f"dataset {part.path!r} (config {part.config_label}, split {part.split!r}) is neither in the local "
             f"Hugging Face cache nor reachable ({reason}). On a machine with internet run `{PREFETCH_COMMAND}` "
             f"(SPACE: your search-space YAML) to download every dataset and model the space needs, then use "
-            f"the same HF_HOME (default ~/.cache/huggingface) here.")
+            f"the same HF_HOME (default ~/.cache/huggingface) here, or `{PREFETCH_COMMAND} --to DIR` to write "
+            f"copies that `local_paths` names.")
 
 
 # --- one hub read ----------------------------------------------------------------------------------------------
@@ -83,19 +88,43 @@ def hub_offline() -> bool:
     return bool(datasets.config.HF_HUB_OFFLINE)
 
 
-@contextlib.contextmanager
-def _hub_switched_off() -> Iterator[None]:
-    """Run `datasets` as if HF_DATASETS_OFFLINE=1 were set: the cache is used and no request is made.
-    (Module state: loads in one process are sequential in xgrid, so flipping it is safe here.)"""
+def hub_endpoint() -> str:
+    """The hub xgrid talks to: HF_ENDPOINT, or huggingface.co."""
     import huggingface_hub.constants as hub_constants
 
-    saved = datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, hub_constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
-    hub_constants.HF_HUB_OFFLINE = True
+    return hub_constants.ENDPOINT
+
+
+def probe_hub(repo: str, repo_type: str = "dataset", endpoint: str | None = None,
+              timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """One request for `repo`'s metadata. None when the hub answers at all (a 404 or 401 is an answer: the hub
+    is there); otherwise why it cannot be reached (refused, timed out, no route, no name resolution)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(endpoint=endpoint or hub_endpoint())
+    info = api.dataset_info if repo_type == "dataset" else api.model_info
     try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
+        info(repo, timeout=timeout)
+    except HfHubHTTPError:
+        return None
+    except Exception as err:  # noqa: BLE001 - any other failure means no answer
+        return _first_line(err)
+    return None
+
+
+_CONNECTION_ERRORS = {"ConnectionError", "TimeoutError", "TransportError", "NetworkError", "ConnectError",
+                      "ConnectTimeout", "ReadTimeout", "Timeout", "ProxyError", "LocalEntryNotFoundError"}
+
+
+def is_connection_error(err: BaseException | None) -> bool:
+    """Whether a failed read failed on the way to the hub (as opposed to the data: a bad config, a gated repo)."""
+    seen = 0
+    while err is not None and seen < 8:
+        if any(c.__name__ in _CONNECTION_ERRORS for c in type(err).__mro__) or "Couldn't reach" in str(err):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def _missing_split(err: Exception) -> bool:
@@ -106,7 +135,7 @@ def load_part(part: HubPart, ctx: LoadContext, allow_network: bool = True) -> da
     """Read one split: from the cache without any request first; then, if allowed and not offline, the hub."""
     kwargs = part.kwargs(ctx)
     try:
-        with _hub_switched_off():
+        with hub_switched_off():
             return datasets.load_dataset(part.path, **kwargs)
     except Exception as err:  # noqa: BLE001 - any failure of the cache-only read means "not cached"
         if _missing_split(err):
@@ -120,6 +149,15 @@ def load_part(part: HubPart, ctx: LoadContext, allow_network: bool = True) -> da
         if _missing_split(err):
             raise MissingSplitError(f"{part.path} ({part.config_label}) has no split {part.split!r}") from None
         raise DatasetNotCachedError(part, _first_line(err)) from err
+
+
+def read_part(part: HubPart, task: TaskInfo, ctx: LoadContext) -> datasets.Dataset:
+    """One part as a task reads it: from the task's local copy when `local_paths.<task>` is set (never the hub
+    then), else from the cache or the hub (`load_part`)."""
+    root = ctx.local_paths.get(task.name)
+    if root:
+        return read_copy(part, task.name, root, ctx.cache_dir)
+    return load_part(part, ctx)
 
 
 def _first_line(err: Exception) -> str:
@@ -244,6 +282,7 @@ class HubSource:
     transform: Any = None  # batched row mapping; see the classes above
     seeded_by_microbench: ClassVar[bool] = False
     cheap_to_load: ClassVar[bool] = False
+    local_data: ClassVar[str | None] = "copy"  # local_paths.<task>: a local copy (xgrid.data.local_copy)
 
     def code(self, language: str) -> str:
         return self.codes.get(language, language)
@@ -282,7 +321,7 @@ class HubSource:
         pieces = []
         for part in self.parts(task, language, role):
             try:
-                pieces.append(load_part(part, ctx))
+                pieces.append(read_part(part, task, ctx))
             except MissingSplitError:
                 if len(self.configs(language)) == 1:  # a language spread over treebanks may lack one split
                     raise
@@ -322,7 +361,7 @@ class TydiqaSource(HubSource):
 
     def load(self, task, language, role, ctx):
         (part,) = self.parts(task, language, role)
-        dataset = load_part(part, ctx).filter(IdPrefix(self.names[language]))
+        dataset = read_part(part, task, ctx).filter(IdPrefix(self.names[language]))
         if role != "test":
             keep = [i for i in range(len(dataset)) if (i % self.holdout == 0) == (role == "dev")]
             dataset = dataset.select(keep)
@@ -343,5 +382,5 @@ def hub_parts(source: Any, task: TaskInfo, language: str, role: SplitRole) -> li
 __all__ = [
     "DEPREL_LABELS", "DatasetNotCachedError", "DatasetUnavailableError", "DropLabel", "HubPart", "HubSource",
     "IdPrefix", "PREFETCH_COMMAND", "RenameColumns", "StripDeprelSubtypes", "TydiqaSource", "UdToXtremePos",
-    "hub_offline", "hub_parts", "load_part",
+    "hub_endpoint", "hub_offline", "hub_parts", "is_connection_error", "load_part", "probe_hub", "read_part",
 ]

@@ -19,30 +19,9 @@ from typing import ClassVar
 
 import datasets
 
-from xgrid.data.hub import DatasetUnavailableError, HubPart, HubSource
-from xgrid.data.sources import LoadContext, MissingSplitError, SplitRole, TaskInfo, cap
-
-
-class LocalDataMissingError(DatasetUnavailableError):
-    """A local-only corpus whose `local_paths.<task>` option is unset or names a folder without its files."""
-
-    def __init__(self, task: str, what: str, path: str | None = None):
-        self.task = task
-        self.option = f"local_paths.{task}"
-        where = (f"`{self.option}` is {path!r}, which does not hold it" if path
-                 else f"set `{self.option}` in the search space")
-        super().__init__(f"task {task!r} reads local data only ({what}): {where}")
-
-
-def local_path(task: TaskInfo, ctx: LoadContext, what: str) -> Path:
-    value = ctx.local_paths.get(task.name)
-    if not value:
-        raise LocalDataMissingError(task.name, what)
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise LocalDataMissingError(task.name, what, value)
-    return path
-
+from xgrid.data.hub import HubPart, HubSource
+from xgrid.data.sources import (DatasetUnavailableError, LoadContext, LocalDataMissingError, MissingSplitError,
+                                SplitRole, TaskInfo, cap, local_path)
 
 CCG_SECTIONS = {"train": [f"{s:02d}" for s in range(2, 22)], "dev": ["00"], "test": ["23"]}
 CCG_UNKNOWN = "<UNK>"
@@ -90,6 +69,7 @@ class CcgbankSource:
                  "{train,dev,test}.auto or .stagged files (word|POS|supertag per token, one sentence per line)")
     seeded_by_microbench: ClassVar[bool] = False
     cheap_to_load: ClassVar[bool] = False
+    local_data: ClassVar[str | None] = "files"
 
     def _read(self, root: Path, role: str) -> list[tuple[list[str], list[str]]]:
         for auto_dir in (root / "data" / "AUTO", root / "AUTO"):
@@ -144,6 +124,7 @@ class MewsliXSource:
                  "written by XTREME-R's scripts/download_mewslix_data.sh")
     seeded_by_microbench: ClassVar[bool] = False
     cheap_to_load: ClassVar[bool] = False
+    local_data: ClassVar[str | None] = "files"
 
     def _file(self, task: TaskInfo, ctx: LoadContext, name: str) -> Path:
         file = local_path(task, ctx, self.what) / name
@@ -202,20 +183,26 @@ class BuccSource:
     test, the official test gold being hidden). Mining among gold pairs alone has no distractors, so scores are
     far above the official ones. With `local_paths.bucc2018` set to the folder of the official files
     (`<lang>-en.{sample,training}.{<lang>,en,gold}`, as XTREME's download_data.sh leaves them), the full corpora
-    are read instead, in the same schema: unpaired sentences are rows with an empty other side.
+    are read instead, in the same schema: unpaired sentences are rows with an empty other side. A folder without
+    the official files is read as a local copy of the hub's gold pairs (`xgrid prefetch SPACE --to DIR`).
     """
 
     hub: HubSource
     seeded_by_microbench: ClassVar[bool] = False
     cheap_to_load: ClassVar[bool] = False
+    local_data: ClassVar[str | None] = "files"  # the official files, or else a copy of the hub's
 
     def parts(self, task: TaskInfo, language: str, role: SplitRole) -> list[HubPart]:
         """The hub reads of the gold-pairs copy (what prefetching downloads; the official files are local)."""
         return self.hub.parts(task, language, role)
 
+    @staticmethod
+    def official_files(root: str | None) -> bool:
+        return bool(root) and Path(root).is_dir() and any(Path(root).glob("*-en.*.gold"))
+
     def load(self, task: TaskInfo, language: str, role: SplitRole, ctx: LoadContext) -> datasets.Dataset:
-        if not ctx.local_paths.get(task.name):
-            return self.hub.load(task, language, role, ctx)
+        if not self.official_files(ctx.local_paths.get(task.name)):
+            return self.hub.load(task, language, role, ctx)  # the hub, or a local copy of it
         if role == "train":
             raise MissingSplitError(f"task {task.name!r} is scored without training")
         root = local_path(task, ctx, "the BUCC 2018 files <lang>-en.{sample,training}.{<lang>,en,gold}")
@@ -238,5 +225,5 @@ class BuccSource:
         return f"{self.hub.describe()} or local_paths.bucc2018"
 
 
-__all__ = ["BuccSource", "CcgbankSource", "LocalDataMissingError", "MewsliXSource", "local_path", "parse_auto",
-           "parse_stagged"]
+__all__ = ["BuccSource", "CcgbankSource", "DatasetUnavailableError", "LocalDataMissingError", "MewsliXSource",
+           "local_path", "parse_auto", "parse_stagged"]
