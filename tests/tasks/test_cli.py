@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tests.tasks.hub_fake import fixture_dataset
 from xgrid.cli import app, common
+from xgrid.data import hub as data_hub
 from xgrid.models import hub as model_hub
 from xgrid.tasks import default_registry
 from xgrid.tasks import hub
@@ -76,8 +77,11 @@ def test_prefetch_downloads_every_split_and_model(tmp_path, monkeypatch, wide_co
     monkeypatch.setattr(datasets, "load_dataset", hub_load)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(model_hub, "fetch_model", lambda repo, cache_dir: models.append(repo) or "/cache")
+    probes = []  # the hub answers: one request before the first download, not one per split
+    monkeypatch.setattr(data_hub, "probe_hub", lambda repo, *args, **kwargs: probes.append(repo))
     result = runner.invoke(app, ["prefetch", str(_space(tmp_path))])
     assert result.exit_code == 0, result.output
+    assert len(probes) == 1
     online = {(p, n, s) for p, n, s, offline in calls if not offline}
     registry = default_registry()
     for language in registry.get("xnli").languages:
