@@ -33,3 +33,22 @@ def test_the_python_example_imports_what_exists():
     imports = [line for line in block.splitlines() if line.startswith(("from ", "import "))]
     assert len(imports) >= 5
     exec("\n".join(imports), {})
+
+
+def test_the_bad_space_example_prints_what_the_readme_shows(tmp_path):
+    """The README's `bad.yaml` and its error, run for real; and the error the text says comes next."""
+    from typer.testing import CliRunner
+
+    from xgrid.cli import app
+
+    example = (ROOT / "README.md").read_text().split("$ cat bad.yaml\n", 1)[1]
+    space, rest = example.split("$ xgrid search bad.yaml\n", 1)
+    shown = rest.split("```", 1)[0].strip()
+    (tmp_path / "bad.yaml").write_text(space)
+    result = CliRunner().invoke(app, ["search", str(tmp_path / "bad.yaml")])
+    assert result.exit_code == 2 and result.stderr.strip() == shown
+    fixed = space.replace("{low: 0.01, high: 0.0001}", "{low: 0.0001, high: 0.01}")
+    (tmp_path / "bad.yaml").write_text(fixed)
+    result = CliRunner().invoke(app, ["search", str(tmp_path / "bad.yaml")])
+    following = re.search(r"the next run\s+says `(error: [^`]+)`", example).group(1)
+    assert result.exit_code == 2 and result.stderr.strip() == following

@@ -8,6 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from xgrid.cli import app
+from tests.assertions import one_line_error
 
 VALID = {
     "name": "t",
@@ -123,3 +124,20 @@ def test_ray_client_address_is_refused_with_a_way_forward(tmp_path):
     assert "Ray Client (ray://) cannot drive a search" in result.output and "ray job submit" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "microbench-default").exists()  # refused before anything was written
+
+
+def test_a_local_copy_that_is_not_here_stops_the_run_before_ray_starts(tmp_path):
+    space = copy.deepcopy(VALID) | {"targets": ["mb_udpos"], "intermediates": ["none", "ccg"],
+                                    "local_paths": {"ccg": str(tmp_path / "no-ccgbank")}}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    planned = CliRunner().invoke(app, ["search", str(path), "--dry-run"])
+    assert planned.exit_code == 0, planned.output  # planned elsewhere than where the data is: fine
+    result = CliRunner().invoke(app, ["search", str(path), "--output-dir", str(tmp_path / "runs")])
+    one_line_error(result, f"local_paths.ccg: '{tmp_path / 'no-ccgbank'}' does not exist", "xgrid prefetch")
+    assert not (tmp_path / "runs").exists()  # refused before Ray, the folder or MLflow
+
+
+def test_a_ray_client_address_is_refused_by_the_dry_run_too(tmp_path):
+    result = CliRunner().invoke(app, ["search", "--dry-run", "--address", "ray://127.0.0.1:10001"])
+    one_line_error(result, "Ray Client (ray://) cannot drive a search")

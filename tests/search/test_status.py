@@ -5,8 +5,11 @@ Optuna studies in `optuna.db`."""
 from __future__ import annotations
 
 import json
+import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -81,19 +84,39 @@ def start_tracked(root: Path, plan) -> tuple[Path, TrackingListener]:
     return search_dir, tracker
 
 
-def play(tracker, records):
+@contextmanager
+def mlflow_clock(start: float):
+    """MLflow stamps a run's start and end with its own clock (`mlflow.utils.time`), and `xgrid status` times
+    trials by them. Trials played here take no time, so the clock is moved by hand: each by the seconds it
+    reports."""
+    import mlflow.utils.time as mlflow_time
+
+    clock, original = SimpleNamespace(now=start), mlflow_time.time
+    mlflow_time.time = SimpleNamespace(time=lambda: clock.now)
+    try:
+        yield clock
+    finally:
+        mlflow_time.time = original
+
+
+def play(tracker, records, clock=None):
     for record in records:
         tracker.trial_started(record)
+        if clock is not None:
+            clock.now += record.metrics.get(schema.SECONDS, record.metrics.get("time_total_s", 1.0))
         tracker.trial_finished(record)
 
 
 def tracked_search(root: Path, plan) -> tuple[Path, TrackingListener]:
-    """A search in the middle of stage 2: udpos has 4 trials over (completed, stopped, completed, failed) and one
-    running; tatoeba has one of its two evaluations."""
+    """A search in the middle of stage 2, its trials played one after another from 30 s ago (`tracker.t0`): udpos
+    has 4 trials over (completed 10 s, stopped 4 s, completed 12 s, failed 1 s) and one running since; tatoeba has
+    one of its two evaluations (2 s)."""
     search_dir, tracker = start_tracked(root, plan)
-    play(tracker, udpos_trials(plan))
-    tracker.trial_started(TrialRecord("t5", cell(plan, "mb_udpos", "mb_chunk"), 4e-3))  # still running
-    play(tracker, [tatoeba_eval(plan)])
+    tracker.t0 = time.time() - 30
+    with mlflow_clock(tracker.t0) as clock:
+        play(tracker, udpos_trials(plan), clock)
+        tracker.trial_started(TrialRecord("t5", cell(plan, "mb_udpos", "mb_chunk"), 4e-3))  # still running
+        play(tracker, [tatoeba_eval(plan)], clock)
     return search_dir, tracker
 
 
@@ -109,8 +132,8 @@ def by_target(status):
 
 
 def test_a_running_search_from_mlflow(running, plan):
-    root, search_dir, _ = running
-    status = search_status(search_dir, default_tracking_uri(root))
+    root, search_dir, tracker = running
+    status = search_status(search_dir, default_tracking_uri(root), now=datetime.fromtimestamp(tracker.t0 + 30))
     assert status.state == RUNNING and status.mlflow_read and status.space == "st" and status.search_id == STAMP
     assert status.started_at == datetime(2025, 1, 1, 12, 0, 0)
     s1 = status.stage1
@@ -123,14 +146,14 @@ def test_a_running_search_from_mlflow(running, plan):
     best = udpos.best
     assert (best.score, best.metric, best.avg, best.avg_metric) == (60.0, "best.english_dev", 55.0, "f1.avg")
     assert best.intermediate == "mb_chunk" and best.seed == "0" and best.learning_rate == 2e-3
-    # durations: t1 10 s (seconds), t2 4 s (Tune's time_total_s), t3 12 s; 1 left + 1 running over 2 at once
-    assert udpos.median_trial_s == 10.0 and udpos.eta_s == pytest.approx(10.0)
-    assert udpos.spent_s == 26.0 and udpos.spent_is_sum  # the runs carry no start/end times
+    # durations from the runs' start and end: t1 10 s, t2 4 s, t3 12 s; 1 left + 1 running over 2 at once
+    assert udpos.median_trial_s == pytest.approx(10.0) and udpos.eta_s == pytest.approx(10.0)
+    assert udpos.spent_s == pytest.approx(30.0, abs=0.01) and not udpos.spent_is_sum  # first start to now (t5 runs)
     assert tatoeba.trains is False and tatoeba.trials_per_cell == 1 and tatoeba.planned == 2
     assert (tatoeba.completed, tatoeba.stopped, tatoeba.failed, tatoeba.running, tatoeba.left) == (1, 0, 0, 0, 1)
     assert tatoeba.best.score == 70.0 and tatoeba.best.metric == "accuracy.avg" and tatoeba.cells_done == 1
-    assert tatoeba.eta_s == 2.0 and status.eta_s == pytest.approx(12.0)
-    assert any(note.startswith("Σ") for note in status.notes)
+    assert tatoeba.eta_s == pytest.approx(2.0) and status.eta_s == pytest.approx(12.0)
+    assert not any(note.startswith("Σ") for note in status.notes)  # wall times, not sums of trial times
     json.dumps(status.to_dict())  # JSON-safe
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from xgrid.cli.common import (FormatOption, JsonOption, OutputFormat, console, fail, output_format, read_space,
                               user_errors)
 from xgrid.cli.plan_view import plan_json, print_plan
+from xgrid.config import missing_local_paths
 from xgrid.planning.plan import Plan, build_plan
 from xgrid.tasks import default_registry
 from xgrid.tracking_schema import BASE_MODEL_TAG, ENGLISH_DEV, default_tracking_uri
@@ -52,12 +53,24 @@ def search(
                                         "gpus_per_worker": gpus_per_worker, "trial_backend": trial_backend})
     plan = build_plan(config, registry)
     options = SearchOptions(output_root=output_dir, store_root=store_root, address=address)
+    if address:  # a refused address is refused by the dry run too, not only by the real run
+        from xgrid.search.runner import SearchSetupError, check_address
+
+        try:
+            check_address(options)
+        except SearchSetupError as err:
+            raise fail(str(err)) from None
     if as_json:
         console.print_json(data=plan_json(plan, options.store))
         return
     print_plan(plan, options.store)
     if dry_run:
         return
+    missing = missing_local_paths(config)  # the data must be here now (a dry run may plan it from elsewhere)
+    if missing:
+        raise fail("; ".join(missing) + ": local_paths must name folders that this machine (and, on a cluster, "
+                   "every node) sees; copy the data there, or write copies with `xgrid prefetch SPACE --to DIR` on "
+                   "a machine with internet")
     run_and_report(plan, options, tracking_uri or default_tracking_uri(output_dir), experiment or config.name)
 
 

@@ -103,7 +103,7 @@ def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
     except Exception as err:  # a start-up timeout, a port in use, no cluster at `auto` ...
         ray.shutdown()
         where = f"at {options.address}" if options.address else "locally"
-        raise SearchSetupError(f"Ray did not start {where}: {_first_line(err)} (Ray's own logs: "
+        raise SearchSetupError(f"Ray did not start {where}: {_first_line(err)} (Ray's logs, if it got that far: "
                                f"{_ray_log_folder()})") from None
     url = getattr(context, "dashboard_url", None)
     return True, (f"http://{url}" if url and not url.startswith("http") else url)
