@@ -17,8 +17,9 @@ Metrics:
   at the end: <metric>.<lang>, <metric>.avg (all languages), <metric>.avg_xling (without English) under the
   declared selection policy; the other policy's copies prefixed with its name (target_dev.f1.de);
   best.english_dev / best.target_dev: the selected epoch's selection score; seconds: the phase's wall time.
-  Nothing else: Tune's bookkeeping in every result (pid, timestamp, time_total_s, training_iteration ...) is not
-  logged (`is_xgrid_metric`).
+  A stage-1 run logs its per-epoch history and, at the end, the intermediate task's English dev scores by their
+  metric names (`f1`, `accuracy`). Nothing else: Tune's bookkeeping in a trial's results (pid, timestamp,
+  time_total_s, training_iteration ...) is not logged (`is_xgrid_metric`).
 Params: learning_rate, epochs, batch_size, grad_accum, max_length, warmup_ratio, weight_decay, grad_clip, and the
   intermediate phase's as intermediate.<name>.
 """

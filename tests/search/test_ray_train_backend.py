@@ -11,6 +11,9 @@ from tests.search.helpers import tracked_search
 pytestmark = pytest.mark.integration
 
 
+# ~110 s, most of it TorchTrainer start-ups on 2 CPUs: CI's second step (the FSDP test below keeps the
+# TorchTrainer path in the default suite).
+@pytest.mark.slow
 def test_search_with_two_ddp_workers_per_trial(tmp_path, registry):
     space = parse_space({
         "name": "it-ddp",

@@ -171,8 +171,8 @@ def test_mlflow_parent_child_structure_tags_and_metrics(searches, registry):
     selected = {r.data.tags["cell_id"]: r.data.tags["trial_id"] for r in children if r.data.tags.get("selected") == "true"}
     assert selected == {row["cell_id"]: row["trial_id"] for row in first.best}
     assert len(selected) == 6
-    # only xgrid's own metrics: none of Tune's bookkeeping
-    logged = {name for r in children for name in r.data.metrics}
+    # only xgrid's own metrics: none of Tune's bookkeeping in the trials' runs
+    logged = {name for r in children if r.data.tags["stage"] != "stage1" for name in r.data.metrics}
     assert not logged & {"pid", "timestamp", "time_total_s", "time_this_iter_s", "training_iteration",
                          "time_since_restore", "iterations_since_restore", "epoch"}, logged
     assert all("." in name or name in ("train_loss", "seconds") for name in logged), logged

@@ -68,3 +68,19 @@ def install(monkeypatch) -> FakeHub:
 
 def uninstall(monkeypatch) -> None:
     monkeypatch.setattr(datasets, "load_dataset", REAL_LOAD_DATASET)
+
+
+def refuse_connections(monkeypatch) -> list:
+    """No network at all, as on a node without internet: every attempt to resolve a host or open a connection is
+    refused and recorded. Returns the record; the test asserts it empty."""
+    import socket
+
+    attempts: list = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[:2])
+        raise OSError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts

@@ -4,11 +4,11 @@ data traps (English-only training data, unlabeled rows), local corpora, and `dat
 from __future__ import annotations
 
 import json
-import socket
 
 import datasets
 import pytest
 
+from tests.tasks import hub_fake
 from tests.tasks.hub_fake import FIXTURES, LOCAL, fixture_dataset, fixture_features
 from xgrid.data.hub import DatasetNotCachedError, DatasetUnavailableError, HubPart, load_part
 from xgrid.data.local_corpora import CcgbankSource, LocalDataMissingError, parse_auto, parse_stagged
@@ -23,14 +23,7 @@ REGISTRY = default_registry()
 @pytest.fixture
 def no_network(monkeypatch):
     """Records (and refuses) every attempt to resolve a host or open a connection; the test asserts none."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args[:2])
-        raise OSError(f"network access attempted: {args[:2]}")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    attempts = hub_fake.refuse_connections(monkeypatch)
     yield attempts
     assert attempts == [], f"network access attempted: {attempts}"
 

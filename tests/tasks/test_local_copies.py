@@ -9,7 +9,6 @@ same way; a copy that lacks a part says which part, and where it looked, in one 
 from __future__ import annotations
 
 import pickle
-import socket
 import datasets
 import pytest
 import yaml
@@ -44,15 +43,7 @@ def switch_hub_off(monkeypatch) -> list:
     hub_fake.uninstall(monkeypatch)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args[:2])
-        raise OSError(f"network access attempted: {args[:2]}")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
+    return hub_fake.refuse_connections(monkeypatch)
 
 
 def read(task, language, role, ctx):

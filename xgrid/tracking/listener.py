@@ -25,10 +25,14 @@ RUN_STATUS = {"completed": FINISHED, "stopped": KILLED, "failed": FAILED}  # Tri
 
 
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
-    """xgrid's own metrics only: a Tune result also carries pid, timestamp, time_total_s ... (the epoch is the
-    step, not a metric)."""
+    """The numbers of a phase's report (the epoch is the step, not a metric)."""
     return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and schema.is_xgrid_metric(k)}
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != schema.EPOCH}
+
+
+def _reported(result: dict[str, Any]) -> dict[str, float]:
+    """xgrid's own metrics of a trial's result: Tune adds pid, timestamp, time_total_s ... to every one."""
+    return {k: v for k, v in _numeric(result).items() if schema.is_xgrid_metric(k)}
 
 
 def _hparams(prefix: str, settings: Any) -> dict[str, str]:
@@ -146,14 +150,14 @@ class TrackingListener(SearchListener):
     def trial_result(self, record: TrialRecord, metrics: dict[str, Any]) -> None:
         run_id = self._open.get(record.trial_id)
         if run_id is not None:
-            per_epoch = {k: v for k, v in _numeric(metrics).items() if schema.is_epoch_metric(k)}
+            per_epoch = {k: v for k, v in _reported(metrics).items() if schema.is_epoch_metric(k)}
             self.writer.log_metrics(run_id, per_epoch, step=_step(metrics))
 
     def trial_finished(self, record: TrialRecord) -> None:
         run_id = self._open.get(record.trial_id)
         if run_id is None:
             return
-        final = {k: v for k, v in _numeric(record.metrics).items() if not schema.is_epoch_metric(k)}
+        final = {k: v for k, v in _reported(record.metrics).items() if not schema.is_epoch_metric(k)}
         self.writer.log_metrics(run_id, final, step=_step(record.metrics))
         self.writer.set_tags(run_id, {schema.STATUS_TAG: record.status}
                              | ({schema.ERROR_TAG: record.error[:ERROR_CHARS]} if record.error else {}))
