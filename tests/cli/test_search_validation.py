@@ -141,3 +141,17 @@ def test_a_local_copy_that_is_not_here_stops_the_run_before_ray_starts(tmp_path)
 def test_a_ray_client_address_is_refused_by_the_dry_run_too(tmp_path):
     result = CliRunner().invoke(app, ["search", "--dry-run", "--address", "ray://127.0.0.1:10001"])
     one_line_error(result, "Ray Client (ray://) cannot drive a search")
+
+
+@pytest.mark.parametrize("uri,fragment", [
+    ("bogus://x", "unsupported scheme 'bogus'"),
+    ("http://127.0.0.1:9", "no MLflow server answers there"),
+    ("sqlite:///{tmp}/a-file/mlflow.db", "is a file, so the store's folder"),
+    ("sqlite:///{tmp}", "is a folder, not an SQLite database file"),
+])
+def test_a_tracking_uri_that_cannot_work_is_refused_before_anything_starts(tmp_path, uri, fragment):
+    (tmp_path / "a-file").write_text("")
+    uri = uri.format(tmp=tmp_path)
+    result = CliRunner().invoke(app, ["search", "--tracking-uri", uri, "--output-dir", str(tmp_path / "runs")])
+    one_line_error(result, f"--tracking-uri {uri}: ", fragment)
+    assert not (tmp_path / "runs").exists()  # no search folder, no store, no Ray started

@@ -75,8 +75,9 @@ def search(
 
 
 def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> None:
-    """Ray first, then the tracker, then the search folder: a Ray that does not start, or a refused address,
-    leaves no folder and no MLflow experiment behind. Library log lines go to the folder's search.log."""
+    """Checks first (the address, the tracking URI), then Ray, then the tracker, then the search folder: a refused
+    address or tracking URI, or a Ray that does not start, leaves no folder and no MLflow experiment behind.
+    Library log lines go to the folder's search.log."""
     from dataclasses import replace
 
     from xgrid.search.library_logs import LOG_NAME, library_logs
@@ -84,11 +85,17 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
     from xgrid.search.runner import SearchSetupError, check_address, dashboard_login_hint, ray_session, run_search
     from xgrid.search.stage1 import Stage1Error
     from xgrid.search.stage2 import selection_metric
-    from xgrid.tracking import open_writer
+    from xgrid.tracking import TrackingError, check_uri, open_writer
     from xgrid.tracking.listener import TrackingListener
 
     try:
         check_address(options)
+        check_uri(tracking_uri)
+    except SearchSetupError as err:
+        raise fail(str(err)) from None
+    except TrackingError as err:  # before Ray, a folder or an experiment: nothing is left behind
+        raise fail(f"--tracking-uri {tracking_uri}: {err}") from None
+    try:
         with library_logs() as logs, ray_session(options) as dashboard:
             def ready(search_dir, _):
                 logs.write_to(search_dir / LOG_NAME)
@@ -104,6 +111,9 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
         raise fail(str(err)) from None
     except Stage1Error as err:
         raise fail(str(err), code=1) from None
+    except TrackingError as err:  # the store failed during the search: results.json still has every trial
+        raise fail(f"tracking at {tracking_uri} failed: {err} (the search folder's results.json keeps every "
+                   "finished trial)", code=1) from None
     print_results(outcome, tracker, experiment)
 
 

@@ -15,18 +15,21 @@ from xgrid.tracking.base import (ACTIVE_STATUSES, FAILED, FINISHED, KILLED, Expe
                                  RunReader, RunRecord, RunWriter, TrackingError)
 
 __all__ = ["ACTIVE_STATUSES", "BACKENDS", "Backend", "FAILED", "FINISHED", "KILLED", "Experiment",
-           "NotFoundError", "RunReader", "RunRecord", "RunWriter", "TrackingError", "open_reader", "open_writer"]
+           "NotFoundError", "RunReader", "RunRecord", "RunWriter", "TrackingError", "check_uri", "open_reader",
+           "open_writer"]
 
 
 class Backend(NamedTuple):
     prefix: str  # serves the tracking URIs that start with it; "" serves every URI, None included
     writer: str  # "module:Class" of its RunWriter, constructed as Class(tracking_uri, experiment)
     reader: str  # "module:Class" of its RunReader, constructed as Class(tracking_uri)
+    check: str = ""  # "module:function" raising TrackingError for a URI it cannot use, writing nothing ("": none)
 
 
 # The first backend whose prefix the URI starts with wins. MLflow serves sqlite:, http(s):, file:, postgresql: ...
 BACKENDS: list[Backend] = [
-    Backend("", "xgrid.tracking.mlflow_writer:MlflowWriter", "xgrid.tracking.mlflow_reader:MlflowReader"),
+    Backend("", "xgrid.tracking.mlflow_writer:MlflowWriter", "xgrid.tracking.mlflow_reader:MlflowReader",
+            "xgrid.tracking.mlflow_writer:check_tracking_uri"),
 ]
 
 
@@ -37,6 +40,14 @@ def _backend(tracking_uri: str | None) -> Backend:
 def _load(target: str):
     module, _, name = target.partition(":")
     return getattr(import_module(module), name)
+
+
+def check_uri(tracking_uri: str | None) -> None:
+    """Fails fast (TrackingError) on a tracking URI its backend cannot use; creates nothing. For the start of a
+    search, before Ray, the search folder or an experiment exist."""
+    check = _backend(tracking_uri).check
+    if check:
+        _load(check)(tracking_uri)
 
 
 def open_writer(tracking_uri: str | None, experiment: str) -> RunWriter:

@@ -9,7 +9,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from xgrid.tracking.base import EndStatus
+from xgrid.tracking.base import EndStatus, TrackingError
 from xgrid.tracking.mlflow_errors import translated
 
 
@@ -20,6 +20,46 @@ def local_artifact_location(tracking_uri: str | None, experiment: str) -> str | 
         return None
     folder = Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment
     return folder.absolute().as_uri()
+
+
+# The tracking URI schemes MLflow's stores take (a `+driver` suffix, as in postgresql+psycopg2, is allowed).
+SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_tracking_uri(tracking_uri: str | None, timeout: float = 5.0) -> None:
+    """Before anything starts: a URI MLflow cannot use, a server that does not answer within `timeout` seconds
+    (MLflow's own client would retry for minutes), or a local store whose folder cannot be made is a
+    TrackingError naming the problem. Creates and writes nothing."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if not tracking_uri:
+        return
+    scheme = urllib.parse.urlparse(tracking_uri).scheme.split("+")[0]
+    if len(scheme) == 1:  # a Windows drive letter: a plain path
+        scheme = ""
+    if scheme not in SCHEMES:
+        raise TrackingError(f"unsupported scheme {scheme!r}: MLflow takes sqlite:///PATH, http(s)://HOST:PORT, "
+                            "postgresql://..., mysql://... or a folder")
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):
+                return
+        except urllib.error.HTTPError:
+            return  # something answers (a proxy asking for credentials, an old server): MLflow will tell
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(f"no MLflow server answers there ({reason})") from None
+    if scheme in ("", "file", "sqlite"):
+        path = Path({"sqlite": tracking_uri.removeprefix("sqlite:///"), "file": urllib.parse.urlparse(tracking_uri).path,
+                     "": tracking_uri}[scheme])
+        folder = path.parent if scheme == "sqlite" else path
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise TrackingError(f"{existing} is a file, so the store's folder {folder} cannot be made")
+        if scheme == "sqlite" and path.is_dir():
+            raise TrackingError(f"{path} is a folder, not an SQLite database file")
 
 
 class MlflowWriter:
