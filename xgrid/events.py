@@ -14,7 +14,8 @@ from typing import Any, Literal
 from xgrid.planning.plan import Cell, Plan, Stage1Job
 from xgrid.tracking_schema import AGGREGATES, RETRIEVAL, STAGE2, best_metric, final_metric_name
 
-Status = Literal["completed", "stopped", "failed"]
+# cut_off: running when the search was interrupted (Ctrl-C, SIGTERM); its last report is not a result
+Status = Literal["completed", "stopped", "failed", "cut_off"]
 
 
 @dataclass

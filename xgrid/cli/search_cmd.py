@@ -80,6 +80,7 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
     Library log lines go to the folder's search.log."""
     from dataclasses import replace
 
+    from xgrid.search.interrupt import SearchInterrupted
     from xgrid.search.library_logs import LOG_NAME, library_logs
     from xgrid.search.progress import Progress
     from xgrid.search.runner import SearchSetupError, check_address, dashboard_login_hint, ray_session, run_search
@@ -95,9 +96,11 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
         raise fail(str(err)) from None
     except TrackingError as err:  # before Ray, a folder or an experiment: nothing is left behind
         raise fail(f"--tracking-uri {tracking_uri}: {err}") from None
+    folder: list[Path] = []  # the search folder, once made (for the interrupt's message)
     try:
         with library_logs() as logs, ray_session(options) as dashboard:
             def ready(search_dir, _):
+                folder.append(search_dir)
                 logs.write_to(search_dir / LOG_NAME)
                 # soft_wrap: a path is one line even in a narrow terminal, so it can be copied whole
                 say(f"search folder: {search_dir} (library logs: {LOG_NAME}, Tune's output: tune.log)")
@@ -111,6 +114,10 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
         raise fail(str(err)) from None
     except Stage1Error as err:
         raise fail(str(err), code=1) from None
+    except SearchInterrupted as err:  # Ctrl-C or SIGTERM: the runner closed the runs and wrote the results
+        where = f"{folder[0]}/results.json" if folder else "nothing: the search had not started"
+        raise fail(f"interrupted by {err.signal_name}: every finished trial is in {where}; the runs still open "
+                   "were closed KILLED in MLflow", code=err.exit_code) from None
     except TrackingError as err:  # the store failed during the search: results.json still has every trial
         raise fail(f"tracking at {tracking_uri} failed: {err} (the search folder's results.json keeps every "
                    "finished trial)", code=1) from None

@@ -65,6 +65,13 @@ class CheckpointStore:
     def staging_dir(self, key: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self._ensure(self.local_path(key).parent)))
 
+    def discard_staging(self, keys: list[str]) -> None:
+        """Remove the half-written staging folders of `keys` (an interrupted stage 1 leaves them); committed
+        checkpoints are untouched."""
+        for key in keys:
+            for staging in self.local_path(key).parent.glob(f".{key}-*"):
+                shutil.rmtree(staging, ignore_errors=True)
+
     def commit(self, key: str, staging: Path) -> Path:
         (staging / MARKER).write_text(key)
         if self._fs is not None:

@@ -36,6 +36,7 @@ class Tally:
     reused: int = 0  # stage 1 only: found in the store, nothing trained
     stopped: int = 0
     failed: int = 0
+    cut_off: int = 0  # running when the search was interrupted: neither done nor queued any more
     best: float | None = None
     started: dict[object, float] = field(default_factory=dict)  # running unit -> monotonic start
     durations: list[float] = field(default_factory=list)  # of the units that finished
@@ -50,7 +51,7 @@ class Tally:
 
     @property
     def queued(self) -> int:
-        return max(0, self.total - self.done - self.running)
+        return max(0, self.total - self.done - self.running - self.cut_off)
 
     def start(self, unit: object) -> None:
         self.started[unit] = time.monotonic()

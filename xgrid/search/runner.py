@@ -19,7 +19,8 @@ import yaml
 
 from xgrid.events import Listeners, SearchListener, TrialRecord
 from xgrid.planning.plan import Plan
-from xgrid.running.store import is_uri
+from xgrid.running.store import CheckpointStore, is_uri
+from xgrid.search.interrupt import SearchInterrupted, stop_on_signals
 from xgrid.search.options import SearchOptions
 from xgrid.search.results import best_per_cell, write_results
 from xgrid.search.stage1 import run_stage1
@@ -174,14 +175,23 @@ def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=No
         on_ready(search_dir, dashboard)
     status = "FAILED"
     records: dict[str, list[TrialRecord]] = {}
+    stop = None
     try:
-        events.search_started(plan, str(search_dir))
-        encoders = run_stage1(plan, options.store, storage_path, events)
-        for target in plan.space.targets:
-            records[target] = search_target(target, plan, encoders, search_dir, storage_path, events)
-        status = "FINISHED"
-    except KeyboardInterrupt:
+        with stop_on_signals() as stop:
+            events.search_started(plan, str(search_dir))
+            encoders = run_stage1(plan, options.store, storage_path, events)
+            for target in plan.space.targets:
+                try:
+                    records[target] = search_target(target, plan, encoders, search_dir, storage_path, events, stop)
+                except SearchInterrupted as err:
+                    records[target] = getattr(err, "records", [])
+                    raise
+            status = "FINISHED"
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, in either stage
         status = "KILLED"
+        # Ray's wait re-raises a signal handler's exception as a plain KeyboardInterrupt: say which signal it was.
+        if stop is not None and stop.signal_name and not isinstance(err, SearchInterrupted):
+            raise SearchInterrupted(stop.signal_name) from None
         raise
     finally:
         best = best_per_cell([r for rs in records.values() for r in rs], plan.space)
@@ -189,5 +199,7 @@ def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=No
         events.search_finished(status)
         if started:
             ray.shutdown()
+        if status == "KILLED":  # after Ray is down, nothing writes there any more
+            CheckpointStore(options.store).discard_staging([job.key for job in plan.trained_jobs])
     return SearchOutcome(search_dir, plan, counter.trained, counter.reused, records, best,
                          time.perf_counter() - started_at, dashboard)

@@ -109,5 +109,11 @@ def _run_with_trainers(todo, space, store_root, storage_path, listener):
 
     if not todo:
         return []
-    with ThreadPoolExecutor(max_workers=space.resources.max_concurrent_trials) as pool:
+    pool = ThreadPoolExecutor(max_workers=space.resources.max_concurrent_trials)
+    try:
         return list(pool.map(train, todo))
+    except KeyboardInterrupt:  # do not wait for running trainers: the runner shuts Ray down, which ends them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=False)

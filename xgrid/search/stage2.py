@@ -21,6 +21,7 @@ from xgrid.config import SearchSpace
 from xgrid.events import SearchListener, TrialRecord
 from xgrid.planning.plan import Cell, Plan
 from xgrid.running.requests import stage2_request
+from xgrid.search.interrupt import SearchInterrupted, StopOnRequest, StopRequest
 from xgrid.search.options import uses_ray_train
 from xgrid.search.schedulers import PerCellScheduler, make_scheduler
 from xgrid.search.trial import run_inline, torch_trainer
@@ -103,19 +104,20 @@ def optuna_storage(search_dir: Path):
 
 
 def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir: Path, storage_path: str,
-                  listener: SearchListener) -> list[TrialRecord]:
-    """Every cell of one target: a Tuner over learning rates, or one retrieval evaluation per cell."""
+                  listener: SearchListener, stop: StopRequest | None = None) -> list[TrialRecord]:
+    """Every cell of one target: a Tuner over learning rates, or one retrieval evaluation per cell. A signal
+    (`stop`) ends the Tuner and raises SearchInterrupted, with the trials heard so far in `listener`'s records."""
     space = plan.space
     cells = plan.cells_for(target)
     if not cells[0].trains:  # every cell of a target shares its format
         records = _score_retrieval(cells, space, encoders, listener)
     else:
-        records = _tune(target, cells, space, encoders, search_dir, storage_path, listener)
+        records = _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop or StopRequest())
     listener.target_finished(target, records)
     return records
 
 
-def _tune(target, cells, space, encoders, search_dir, storage_path, listener) -> list[TrialRecord]:
+def _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop) -> list[TrialRecord]:
     import warnings
 
     import optuna
@@ -143,7 +145,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener) ->
     searcher = CellOptunaSearch(space=optuna_space(space, cell_ids), metric=selection_metric(space), mode="max",
                                 storage=storage, study_name=study_name, seed=space.search.sampler_seed,
                                 cells=by_id, stopped_early=stopped)
-    events = TuneEvents(by_id, listener, stopped)
+    events = TuneEvents(by_id, listener, stopped, stop)
     setup = TrialSetup(space, by_id, encoders, storage_path)
     resources = space.resources
     inline = not uses_ray_train(resources)
@@ -159,11 +161,16 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener) ->
                                     max_concurrent_trials=resources.max_concurrent_trials,
                                     reuse_actors=inline, trial_name_creator=name, trial_dirname_creator=name),
         run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  stop=StopOnRequest(stop), failure_config=tune.FailureConfig(max_failures=0)),
     )
     # Tune prints where its files are even at verbose=0; keep that in the search folder, out of the live view.
-    with open(search_dir / "tune.log", "a") as log, contextlib.redirect_stdout(log):
-        tuner.fit()
+    try:
+        with open(search_dir / "tune.log", "a") as log, contextlib.redirect_stdout(log), stop.tune_running():
+            tuner.fit()
+    except SearchInterrupted as err:
+        events.cut_off_unfinished()
+        err.records = list(events.records.values())  # the trials heard before the stop: the runner keeps them
+        raise
     return list(events.records.values())
 
 

@@ -305,7 +305,7 @@ def _trials_from_results(search_dir: Path) -> list[_Trial] | None:
     trials = []
     for row in data.get("trials", []):
         cell = row.get("cell") or {}
-        status = row.get("status") if row.get("status") in (COMPLETED, STOPPED, FAILED_TRIAL) else FAILED_TRIAL
+        status = row.get("status") if row.get("status") in (COMPLETED, STOPPED, FAILED_TRIAL, CUT_OFF) else FAILED_TRIAL
         trials.append(_Trial(cell.get(schema.TARGET_TAG, "?"), cell.get(schema.CELL_TAG), status,
                              _numeric(row.get("metrics")), _number(row.get("learning_rate")), row.get("trial_id")))
     return trials
@@ -319,7 +319,7 @@ def _run_time(run: Any, name: str) -> datetime | None:
 
 def _trial_from_run(run: Any) -> _Trial:
     tag = run.tags.get(schema.STATUS_TAG)
-    if tag in (COMPLETED, STOPPED, FAILED_TRIAL):
+    if tag in (COMPLETED, STOPPED, FAILED_TRIAL, CUT_OFF):
         status = tag
     elif run.status in ACTIVE_STATUSES:
         status = RUNNING_TRIAL

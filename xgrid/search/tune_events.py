@@ -9,6 +9,7 @@ from ray.tune import Callback
 
 from xgrid.events import SearchListener, TrialRecord
 from xgrid.planning.plan import Cell
+from xgrid.tracking_schema import BEST_PREFIX
 
 
 def short_error(err: BaseException) -> str:
@@ -37,17 +38,24 @@ def trial_error(trial) -> str:
     return short_error(error) if error is not None else "trial failed (no error recorded)"
 
 
+def _has_final_report(record: TrialRecord) -> bool:
+    """The phase's last report carries the selected epoch's scores (`best.<policy>`); no earlier one does."""
+    return any(key.startswith(f"{BEST_PREFIX}.") for key in record.metrics)
+
+
 class TuneEvents(Callback):
     """Translate Ray Tune's trial callbacks into listener events, and keep each trial's record."""
 
-    def __init__(self, cells: dict[str, Cell], listener: SearchListener, stopped_early: set[str]):
+    def __init__(self, cells: dict[str, Cell], listener: SearchListener, stopped_early: set[str], stop=None):
         self.cells, self.listener, self.stopped_early = cells, listener, stopped_early
+        self.stop = stop  # xgrid.search.interrupt.StopRequest: trials ended by an interrupt are cut off
+        self._finished: set[str] = set()  # trial ids whose end the listener has heard
         self.records: dict[str, TrialRecord] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks into the experiment state for restoration; the live listener (a terminal,
         # an MLflow client) belongs to this driver process only and is not part of that state.
-        return self.__dict__ | {"listener": SearchListener()}
+        return self.__dict__ | {"listener": SearchListener(), "stop": None}
 
     def _record(self, trial) -> TrialRecord:
         if trial.trial_id not in self.records:
@@ -67,11 +75,28 @@ class TuneEvents(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = self._record(trial)
-        record.status = "stopped" if trial.trial_id in self.stopped_early else "completed"
+        if trial.trial_id in self.stopped_early:
+            record.status = "stopped"
+        elif self.stop is not None and self.stop.signal_name is not None and not _has_final_report(record):
+            record.status = "cut_off"  # ended by the interrupt before its last epoch's report
+        else:
+            record.status = "completed"
+        self._finish(record)
+
+    def cut_off_unfinished(self) -> None:
+        """After an interrupt: Tune ends the trials it stops with no completion callback, so every trial that
+        started and did not finish is closed here as cut off."""
+        for record in self.records.values():
+            if record.trial_id not in self._finished:
+                record.status = "cut_off"
+                self._finish(record)
+
+    def _finish(self, record: TrialRecord) -> None:
+        self._finished.add(record.trial_id)
         self.listener.trial_finished(record)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         record = self._record(trial)
         record.status = "failed"
         record.error = trial_error(trial)
-        self.listener.trial_finished(record)
+        self._finish(record)

@@ -21,7 +21,7 @@ from xgrid.tracking.base import FAILED, FINISHED, KILLED, RunWriter
 START_ARTIFACTS = ("space.yaml", "plan.json")
 END_ARTIFACTS = ("results.json", "results.csv")
 ERROR_CHARS = 5000  # an error tag holds the reason, not a whole log
-RUN_STATUS = {"completed": FINISHED, "stopped": KILLED, "failed": FAILED}  # TrialRecord.status -> run status
+RUN_STATUS = {"completed": FINISHED, "stopped": KILLED, "failed": FAILED, "cut_off": KILLED}  # TrialRecord.status -> run status
 
 
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
