@@ -53,7 +53,7 @@ def search(
                                         "gpus_per_worker": gpus_per_worker, "trial_backend": trial_backend})
     plan = build_plan(config, registry)
     options = SearchOptions(output_root=output_dir, store_root=store_root, address=address)
-    if address:  # a refused address is refused by the dry run too, not only by the real run
+    if address:  # refused by the dry run too, not only by the real run (run_and_report relies on this)
         from xgrid.search.runner import SearchSetupError, check_address
 
         try:
@@ -83,17 +83,14 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
     from xgrid.search.interrupt import SearchInterrupted
     from xgrid.search.library_logs import LOG_NAME, library_logs
     from xgrid.search.progress import Progress
-    from xgrid.search.runner import SearchSetupError, check_address, dashboard_login_hint, ray_session, run_search
+    from xgrid.search.runner import SearchSetupError, dashboard_login_hint, ray_session, run_search
     from xgrid.search.stage1 import Stage1Error
     from xgrid.search.stage2 import selection_metric
     from xgrid.tracking import TrackingError, check_uri, open_writer
     from xgrid.tracking.listener import TrackingListener
 
     try:
-        check_address(options)
-        check_uri(tracking_uri)
-    except SearchSetupError as err:
-        raise fail(str(err)) from None
+        check_uri(tracking_uri)  # the address was checked by `search`, for the dry run too
     except TrackingError as err:  # before Ray, a folder or an experiment: nothing is left behind
         raise fail(f"--tracking-uri {tracking_uri}: {err}") from None
     folder: list[Path] = []  # the search folder, once made (for the interrupt's message)
@@ -160,11 +157,11 @@ def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
     trials = [r for r in records if r.cell.trains]
     count = lambda status, rs: sum(r.status == status for r in rs)
     evaluations = len(records) - len(trials)
-    folder, uri = outcome.search_dir, tracker.tracking_uri
-    if uri and uri.startswith(("http://", "https://")):
+    folder, uri = outcome.search_dir, tracker.tracking_uri or default_tracking_uri()
+    if uri.startswith(("http://", "https://")):
         ui = f"open {uri} in a browser"
     else:
-        ui = f"mlflow ui --backend-store-uri {shlex.quote(uri or default_tracking_uri())}"
+        ui = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
     return [
         f"stage 1: {outcome.stage1_trained + outcome.stage1_reused} checkpoints ({outcome.stage1_trained} trained, "
         f"{outcome.stage1_reused} reused from the store)",
@@ -173,7 +170,7 @@ def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
         f"({count('failed', records) - count('failed', trials)} failed)",
         f"MLflow: experiment {experiment!r} (id {tracker.experiment_id}) at {uri}",
         f"  UI: {ui}; the selected trial of each cell is tagged: search runs with tags.selected = \"true\"",
-        f"  compare: xgrid compare {shlex.quote(experiment)} --tracking-uri {shlex.quote(uri or default_tracking_uri())}",
+        f"  compare: xgrid compare {shlex.quote(experiment)} --tracking-uri {shlex.quote(uri)}",
         f"done in {outcome.seconds:.0f} s. Results: {folder}/results.csv (best per cell), results.json (every trial)",
         f"  status: xgrid status {shlex.quote(str(folder))}",
         f"  Optuna studies: optuna-dashboard {shlex.quote(f'sqlite:///{folder}/optuna.db')}",

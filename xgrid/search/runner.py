@@ -155,17 +155,19 @@ def write_search_files(search_dir: Path, plan: Plan) -> None:
 
 
 def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=None) -> SearchOutcome:
-    import ray
-
     started_at = time.perf_counter()
     check_address(options)  # before anything is written: a refused search leaves no folder behind
-    started, dashboard = start_ray(options)  # also before: a Ray that does not start leaves nothing either
     try:
-        search_dir = new_search_dir(options, plan)
-    except BaseException:
-        if started:
-            ray.shutdown()
+        with ray_session(options) as dashboard:  # also before the folder: a Ray that does not start leaves nothing
+            return _search(plan, options, on_ready, dashboard, started_at)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; Ray is down now, so nothing writes into the store any more
+        CheckpointStore(options.store).discard_staging([job.key for job in plan.trained_jobs])
         raise
+
+
+def _search(plan: Plan, options: SearchOptions, on_ready, dashboard: str | None, started_at: float) -> SearchOutcome:
+    """The search in a new folder, on the Ray that `run_search` holds."""
+    search_dir = new_search_dir(options, plan)
     write_search_files(search_dir, plan)
     storage_path = (f"{options.store.rstrip('/')}/ray/{search_dir.name}" if is_uri(options.store)
                     else str(search_dir / "ray"))
@@ -197,9 +199,5 @@ def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=No
         best = best_per_cell([r for rs in records.values() for r in rs], plan.space)
         write_results(search_dir, records, best)  # also on failure: never lose finished trials
         events.search_finished(status)
-        if started:
-            ray.shutdown()
-        if status == "KILLED":  # after Ray is down, nothing writes there any more
-            CheckpointStore(options.store).discard_staging([job.key for job in plan.trained_jobs])
     return SearchOutcome(search_dir, plan, counter.trained, counter.reused, records, best,
                          time.perf_counter() - started_at, dashboard)
