@@ -112,8 +112,5 @@ def _run_with_trainers(todo, space, store_root, storage_path, listener):
     pool = ThreadPoolExecutor(max_workers=space.resources.max_concurrent_trials)
     try:
         return list(pool.map(train, todo))
-    except KeyboardInterrupt:  # do not wait for running trainers: the runner shuts Ray down, which ends them
+    finally:  # on an interrupt, do not wait for running trainers: the runner shuts Ray down, which ends them
         pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=False)
