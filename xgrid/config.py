@@ -186,6 +186,9 @@ class SearchSettings(Strict):
     grace_period: Annotated[int, Field(ge=1)] = 1
     reduction_factor: Annotated[float, Field(gt=1)] = 2.0
     sampler_seed: int = 0
+    # A trial whose worker process dies (pre-emption, OOM kill) is retried up to this many times by Ray, from
+    # its last per-epoch checkpoint.
+    max_failures: Annotated[int, Field(ge=0, le=100)] = 2
 
 
 class Resources(Strict):
