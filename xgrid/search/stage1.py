@@ -1,12 +1,15 @@
 """Stage 1: train every unique intermediate checkpoint of the plan once, concurrently on Ray.
 
-A checkpoint already in the store (same content key) is reused and nothing is trained. Inline jobs are Ray
+A checkpoint already in the store (same content key) is reused and nothing is trained, once it passes its
+manifest check: a corrupt one is reported in one line, quarantined by the store and trained again like a
+missing one (the listeners hear an ordinary stage-1 training). Inline jobs are Ray
 tasks running the phase loop in a (reused) Ray worker process; ray_train jobs are TorchTrainer runs, several
 at once from driver threads. Both commit through the one stage-1 writer (`xgrid.running.stage1_writer`).
 """
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +20,7 @@ from xgrid.events import SearchListener
 from xgrid.planning.plan import Plan, Stage1Job
 from xgrid.running.requests import base_model_source, stage1_request
 from xgrid.running.stage1_writer import read_summary, train_checkpoint
-from xgrid.running.store import CheckpointStore
+from xgrid.running.store import CheckpointStore, CorruptCheckpoint
 from xgrid.search.options import uses_ray_train
 from xgrid.search.trial import inline_context, torch_trainer
 from xgrid.search.tune_events import short_error
@@ -42,21 +45,32 @@ def run_stage1(plan: Plan, store_root: str, storage_path: str, listener: SearchL
     todo: list[tuple[Stage1Job, str]] = []
     for job in plan.jobs:
         base = base_model_source(job.base_model, space, store.local)
-        if not job.trains or store.has(job.key):
-            encoders[job.key] = str(store.fetch(job.key)) if job.trains else base
+        folder = store.find(job.key, on_corrupt=report_corrupt) if job.trains else None
+        if not job.trains or folder is not None:
+            encoders[job.key] = str(folder) if job.trains else base
             listener.stage1_finished(job, False, None)
         else:
             todo.append((job, base))
     if uses_ray_train(space.resources):
-        outcomes = _run_with_trainers(todo, space, store_root, storage_path, listener)
+        outcomes = _run_with_trainers(todo, space, store, storage_path, listener)
     else:
         outcomes = _run_as_tasks(todo, space, store_root, listener)
     failures = [f"{job.intermediate} (seed {job.seed}): {err}" for job, err in outcomes if err]
+    for job, err in outcomes:
+        if not err:
+            try:
+                encoders[job.key] = str(store.fetch(job.key))
+            except (CorruptCheckpoint, FileNotFoundError) as bad:  # damaged between its commit and now
+                failures.append(f"{job.intermediate} (seed {job.seed}): {bad}")
     if failures:
         raise Stage1Error("stage-1 training failed for: " + "; ".join(failures))
-    for job, _ in todo:
-        encoders[job.key] = str(store.fetch(job.key))
     return encoders
+
+
+def report_corrupt(bad: CorruptCheckpoint) -> None:
+    """One line on stderr (above the live progress, which shows the retraining as any other training)."""
+    where = f"; moved to {bad.moved_to}" if bad.moved_to else ""
+    print(f"warning: {bad}{where}; training it again", file=sys.stderr, flush=True)
 
 
 def _run_as_tasks(todo, space, store_root, listener) -> list[tuple[Stage1Job, str | None]]:
@@ -89,11 +103,11 @@ def _run_as_tasks(todo, space, store_root, listener) -> list[tuple[Stage1Job, st
     return outcomes
 
 
-def _run_with_trainers(todo, space, store_root, storage_path, listener):
+def _run_with_trainers(todo, space, store, storage_path, listener):
     def train(item):
         job, base = item
         listener.stage1_started(job)
-        config = {"request": stage1_request(job, space, base), "store_key": job.key, "store_root": store_root}
+        config = {"request": stage1_request(job, space, base), "store_key": job.key, "store_root": store.root}
         try:
             # Named after the checkpoint, with its key: a unique name (Train V2 would auto-resume a same-named run)
             # that the Ray dashboard shows as what it is.
@@ -104,7 +118,12 @@ def _run_with_trainers(todo, space, store_root, storage_path, listener):
         except Exception as err:
             listener.stage1_failed(job, short_error(err))
             return job, short_error(err)
-        listener.stage1_finished(job, True, read_summary(CheckpointStore(store_root).fetch(job.key)))
+        try:
+            summary = read_summary(store.fetch(job.key))
+        except (CorruptCheckpoint, FileNotFoundError) as bad:
+            listener.stage1_failed(job, str(bad))
+            return job, str(bad)
+        listener.stage1_finished(job, True, summary)
         return job, None
 
     if not todo:
