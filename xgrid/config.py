@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -29,16 +30,26 @@ class SpaceError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: YAML reads `.inf` and `.nan` as floats, and an infinite learning rate or grad clip
+    # passes every `gt=` bound (nan fails them with a confusing message); neither is ever meant.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Seeds go to numpy and Optuna's samplers, which take 32-bit unsigned seeds; a bigger one fails in every trial.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 # --- learning-rate search ------------------------------------------------------------------------------------
 # Each form owns what the search does with it: its Optuna distribution, the trials enqueued for each cell, and
 # the one value a plain (unsearched) run uses. Nothing outside this block takes the union apart.
-class FixedRate(RootModel[Annotated[float, Field(gt=0, lt=1)]]):
+# A learning rate, in every form: positive and below 1 (what AdamW fine-tuning ever uses; 1e3 is a typo).
+Rate = Annotated[float, Field(gt=0, lt=1)]
+
+
+class FixedRate(RootModel[Rate]):
     """A single learning rate, written (and dumped) as a bare number."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
     searched: ClassVar[bool] = False
 
     @property
@@ -64,8 +75,8 @@ class FixedRate(RootModel[Annotated[float, Field(gt=0, lt=1)]]):
 
 
 class LogRange(Strict):
-    low: Annotated[float, Field(gt=0)]
-    high: Annotated[float, Field(gt=0)]
+    low: Rate
+    high: Rate
     log: bool = True
     searched: ClassVar[bool] = True
 
@@ -90,7 +101,7 @@ class LogRange(Strict):
 
 
 class Choices(Strict):
-    values: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
+    values: Annotated[list[Rate], Field(min_length=1)]
     searched: ClassVar[bool] = True
 
     def optuna_distribution(self):
@@ -135,9 +146,9 @@ class TrainingSettings(Strict):
     max_length: Annotated[int, Field(ge=8, le=8192)] = 128
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     weight_decay: Annotated[float, Field(ge=0, lt=1)] = 0.01
-    grad_clip: Annotated[float, Field(gt=0)] = 1.0
-    max_train_examples: Annotated[int, Field(ge=1)] | None = None  # cap for smoke runs
-    max_eval_examples: Annotated[int, Field(ge=1)] | None = None
+    grad_clip: Annotated[float, Field(gt=0, le=1e6)] = 1.0
+    max_train_examples: Annotated[int, Field(ge=1, le=10**9)] | None = None  # cap for smoke runs
+    max_eval_examples: Annotated[int, Field(ge=1, le=10**9)] | None = None
 
     @property
     def searched(self) -> bool:
@@ -145,7 +156,7 @@ class TrainingSettings(Strict):
 
 
 class IntermediateTraining(TrainingSettings):
-    learning_rate: Annotated[float, Field(gt=0, lt=1)] = 1e-3  # fixed: it is part of the checkpoint key
+    learning_rate: Rate = 1e-3  # fixed: it is part of the checkpoint key
 
 
 # --- models, tasks --------------------------------------------------------------------------------------------
@@ -176,16 +187,19 @@ Intermediate = Annotated[
 
 
 class RetrievalConfig(Strict):
-    layer: int | None = None  # hidden_states index; 0 = embeddings, None = last layer
+    # hidden_states index; 0 = embeddings, None = last layer. A negative index would count from the end (a
+    # different layer in each model), and no encoder has hundreds of layers; whether the layer exists in each
+    # base model is checked against the model before a run.
+    layer: Annotated[int, Field(ge=0, le=256)] | None = None
     pooling: Literal["mean", "cls"] = "mean"
 
 
 class SearchSettings(Strict):
     trials_per_cell: Annotated[int, Field(ge=1, le=1000)] = 2
     scheduler: Literal["asha", "median", "none"] = "asha"
-    grace_period: Annotated[int, Field(ge=1)] = 1
-    reduction_factor: Annotated[float, Field(gt=1)] = 2.0
-    sampler_seed: int = 0
+    grace_period: Annotated[int, Field(ge=1, le=1000)] = 1  # epochs (at most 1000)
+    reduction_factor: Annotated[float, Field(gt=1, le=100)] = 2.0
+    sampler_seed: Seed = 0
     # A trial whose worker process dies (pre-emption, OOM kill) is retried up to this many times by Ray, from
     # its last per-epoch checkpoint.
     max_failures: Annotated[int, Field(ge=0, le=100)] = 2
@@ -193,9 +207,9 @@ class SearchSettings(Strict):
 
 class Resources(Strict):
     workers_per_trial: Annotated[int, Field(ge=1, le=1024)] = 1
-    cpus_per_worker: Annotated[float, Field(gt=0)] = 1
-    gpus_per_worker: Annotated[float, Field(ge=0)] = 0
-    max_concurrent_trials: Annotated[int, Field(ge=1)] = 2
+    cpus_per_worker: Annotated[float, Field(gt=0, le=4096)] = 1
+    gpus_per_worker: Annotated[float, Field(ge=0, le=1024)] = 0
+    max_concurrent_trials: Annotated[int, Field(ge=1, le=100_000)] = 2
     strategy: Literal["ddp", "fsdp"] = "ddp"
     precision: Literal["fp32", "bf16"] = "fp32"
     # "auto": a single-worker CPU trial runs its loop in the Tune trial's own process (see README, "Trial
@@ -230,21 +244,21 @@ class SearchSpace(Strict):
     base_models: Annotated[list[BaseModelSpec], Field(min_length=1)]
     intermediates: Annotated[list[Intermediate], Field(min_length=1)]
     targets: Annotated[list[str], Field(min_length=1)]
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    seeds: Annotated[list[Seed], Field(min_length=1)]
     intermediate_training: IntermediateTraining = IntermediateTraining()
     target_training: TrainingSettings
     selection_policy: Literal[ENGLISH_DEV, TARGET_DEV] = DEFAULT_POLICY
     retrieval: RetrievalConfig = RetrievalConfig()
     search: SearchSettings = SearchSettings()
     resources: Resources = Resources()
-    microbench_seed: int = 0
+    microbench_seed: Seed = 0
     # task name -> a local copy of its hub data (xgrid prefetch --to) or a local-only corpus (CCGbank, Mewsli-X)
     local_paths: dict[str, LocalFolder] = {}
 
     @field_validator("seeds", "targets")
     @classmethod
     def _unique(cls, values: list[Any]) -> list[Any]:
-        dupes = sorted({str(v) for v in values if values.count(v) > 1})
+        dupes = _duplicates(values)
         if dupes:
             raise ValueError(f"duplicate entries: {', '.join(dupes)}")
         return values
@@ -252,8 +266,7 @@ class SearchSpace(Strict):
     @field_validator("base_models")
     @classmethod
     def _unique_models(cls, models: list[BaseModelSpec]) -> list[BaseModelSpec]:
-        names = [m.name for m in models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _duplicates([m.name for m in models])
         if dupes:
             raise ValueError(f"duplicate base model names: {', '.join(dupes)}")
         return models
@@ -283,8 +296,7 @@ class SearchSpace(Strict):
 
     @model_validator(mode="after")
     def _unique_intermediates(self) -> "SearchSpace":
-        labels = [intermediate_label(e) for e in self.intermediates]
-        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        dupes = _duplicates([intermediate_label(e) for e in self.intermediates])
         if dupes:
             raise ValueError(f"intermediates: duplicate entries: {', '.join(dupes)}")
         return self
@@ -301,6 +313,11 @@ class SearchSpace(Strict):
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _duplicates(values: list[Any]) -> list[str]:
+    """The values that occur more than once, as sorted strings; one pass (a space may list 200,000 seeds)."""
+    return sorted(str(v) for v, n in Counter(values).items() if n > 1)
 
 
 def _task_problem(registry: Any, name: str, path: str, want_target: bool | None) -> list[str]:
@@ -389,6 +406,8 @@ def _did_you_mean(name: str, options: list[str]) -> str:
 
 
 def parse_space(data: Any, registry: Any = None, source: str = "<space>") -> SearchSpace:
+    if data is None:
+        raise SpaceError(f"{source}: the file is empty (a search space is a YAML mapping: name, base_models, ...)")
     if not isinstance(data, dict):
         raise SpaceError(f"{source}: a search space is a YAML mapping, got {type(data).__name__}")
     try:
@@ -397,17 +416,136 @@ def parse_space(data: Any, registry: Any = None, source: str = "<space>") -> Sea
         raise SpaceError(format_validation_error(err)) from None
 
 
-def load_space(path: str | Path, registry: Any = None) -> SearchSpace:
-    path = Path(path)
-    if not path.is_file():
-        raise SpaceError(f"search space file not found: {path}")
+# A space is a page of YAML (the shipped ones are a few KB). 4 MiB leaves room for generated spaces (200,000
+# seeds take 1.5 MB) and refuses a wrong file (a data set, a checkpoint) at once instead of parsing it.
+MAX_SPACE_BYTES = 4 * 2**20
+# Values after YAML aliases are expanded: `&a [*b, *b, ...]` nested ten deep is a few hundred bytes that expand
+# to billions of values (validation would never end); no space file needs more than a file's worth.
+MAX_SPACE_VALUES = 2_000_000
+
+
+class _SpaceLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml where built: 3x faster
+    """Safe YAML that refuses what `safe_load` lets through silently: a key given twice in one mapping (the
+    second silently wins), and a number or date Python cannot build (an error naming its line, not a
+    ValueError). Merge keys (`<<: *defaults`) still override, as YAML defines."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base class reports it with its line
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given on line {first.start_mark.line + 1})",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _value_error_at_its_line(construct):
+    """A scalar constructor whose ValueError (an int of 5,000 digits, the date 2024-13-45) becomes a YAML error
+    naming the line."""
+    def checked(loader, node):
+        try:
+            return construct(loader, node)
+        except (ValueError, OverflowError) as err:
+            reason = str(err).split(";")[0]
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read {node.value[:40]!r}: {reason}",
+                                                    node.start_mark) from None
+    return checked
+
+
+for _kind in ("int", "float", "timestamp"):
+    _SpaceLoader.add_constructor(f"tag:yaml.org,2002:{_kind}",
+                                 _value_error_at_its_line(getattr(yaml.SafeLoader, f"construct_yaml_{_kind}")))
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int | None:
+    """The number of values the node graph stands for once every alias is expanded (linear in the graph,
+    without expanding anything), or None when an alias refers to a node that contains it (infinite)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # entered, not finished: the path from the root (depth-first)
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if finished:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+        elif id(node) in open_nodes:
+            return None
+        elif id(node) not in sizes:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack += [(c, False) for c in children if id(c) not in sizes]
+    return sizes[id(root)]
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in `path`; SpaceError (one line naming the file) for anything that is not a
+    reasonable UTF-8 YAML file. The only exception it raises."""
     try:
-        data = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_SPACE_BYTES:  # before reading a byte
+            raise SpaceError(f"{path}: {size:,} bytes is too big for a search space (at most {MAX_SPACE_BYTES:,})")
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPACE_BYTES + 1)  # the size may lie (a file still growing, /proc)
+    except OSError as err:
+        raise SpaceError(f"{path}: cannot read the space file: {err.strerror or err}") from None
+    if len(raw) > MAX_SPACE_BYTES:
+        raise SpaceError(f"{path}: more than {MAX_SPACE_BYTES:,} bytes is too big for a search space")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise SpaceError(f"{path}: not UTF-8 text: byte 0x{raw[err.start]:02x} at offset {err.start} (line {line}); "
+                         f"save the file as UTF-8") from None
+    loader = _SpaceLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, MAX_SPACE_VALUES)
+        if size is None:
+            raise SpaceError(f"{path}: a YAML alias refers to a value that contains it (an endless value)")
+        if size > MAX_SPACE_VALUES:
+            raise SpaceError(f"{path}: YAML aliases expand to more than {MAX_SPACE_VALUES:,} values; write the "
+                             f"values out instead of nesting aliases")
+        return loader.construct_document(node)
+    except yaml.reader.ReaderError as err:  # a control character: the reader has no line, only a position
+        char = f"U+{err.character:04X}" if isinstance(err.character, int) else repr(err.character)
+        raise SpaceError(f"{path}: not valid YAML: character {char} at position {err.position}: {err.reason}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise SpaceError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    return parse_space(data, registry, str(path))
+        problem = getattr(err, "problem", None) or str(err)
+        raise SpaceError(f"{path}: not valid YAML{where}: {' '.join(str(problem).split())}") from None
+    except RecursionError:  # nesting too deep for the constructor (libyaml stops its own at 1000 levels)
+        raise SpaceError(f"{path}: values nested too deeply for a search space") from None
+    finally:
+        loader.dispose()
+
+
+def load_space(path: str | Path, registry: Any = None) -> SearchSpace:
+    """A validated space from a YAML file; `SpaceError` (one line per problem) is the only exception it raises,
+    for any content (tests/test_space_fuzz.py)."""
+    path = Path(path)
+    shown = str(path) if str(path).isprintable() else repr(str(path))
+    try:
+        is_dir, is_file, exists = path.is_dir(), path.is_file(), path.exists()
+    except OSError as err:  # a name too long for the file system
+        raise SpaceError(f"search space file cannot be opened: {shown[:200]}: {err.strerror or err}") from None
+    if is_dir:
+        raise SpaceError(f"{shown}: is a folder, not a search space file")
+    if not is_file:  # a FIFO or a device would block the read or never end
+        raise SpaceError(f"search space file {'is not a regular file' if exists else 'not found'}: {shown}")
+    return parse_space(_read_yaml(path), registry, str(path))
 
 
 _ALL_FIELDS = sorted({f for model in (SearchSpace, TrainingSettings, BaseModelSpec, IntermediateGroup, RetrievalConfig,
