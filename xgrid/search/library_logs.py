@@ -16,10 +16,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from xgrid.redaction import redact
+
 LIBRARIES = ("ray", "optuna", "mlflow", "alembic", "urllib3", "filelock", "fsspec", "datasets", "transformers",
              "huggingface_hub", "torch", "py.warnings")
 LOG_NAME = "search.log"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Library lines can carry a tracking URI with its password (MLflow, SQLAlchemy) or an environment value
+    (Ray prints runtime environments): the file gets them masked, like everything else xgrid writes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class LibraryLog:
@@ -31,7 +41,7 @@ class LibraryLog:
 
     def write_to(self, path: Path) -> None:
         handler = logging.FileHandler(path, encoding="utf-8")
-        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setFormatter(RedactingFormatter(FORMAT))
         self.path = path
         self.buffer.setTarget(handler)
         self.buffer.flush()

@@ -100,7 +100,8 @@ def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
         if options.address:
             context = ray.init(address=options.address, **kwargs)
         else:
-            context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs | options.ray_init)
+            with loopback_only():
+                context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs | options.ray_init)
     except Exception as err:  # a start-up timeout, a port in use, no cluster at `auto` ...
         ray.shutdown()
         where = f"at {options.address}" if options.address else "locally"
@@ -108,6 +109,29 @@ def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
                                f"{_ray_log_folder()})") from None
     url = getattr(context, "dashboard_url", None)
     return True, (f"http://{url}" if url and not url.startswith("http") else url)
+
+
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """A local Ray whose every server (GCS, raylet, workers, agents) listens on 127.0.0.1 only.
+
+    On Linux Ray binds its gRPC servers to all interfaces and takes the primary interface's address as the node's,
+    even when asked for 127.0.0.1: a one-machine search would expose an unauthenticated cluster to the network.
+    Ray's own single-machine mode (what it does on macOS and Windows, switched by its documented
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) takes the loopback address instead; Ray reads that switch into a
+    constant when it is imported, so the constant is set for the start-up and put back after. A cluster that
+    xgrid joins (`--address`) is left as its operator started it."""
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # a private module: if it moves, start Ray as it comes rather than not at all
+        yield
+        return
+    previous = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
 
 
 def _first_line(err: BaseException) -> str:
