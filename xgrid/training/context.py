@@ -6,6 +6,8 @@ the Tune trial's own process or many workers under a TorchTrainer.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import torch
@@ -16,6 +18,8 @@ class TrainContext(Protocol):
     rank: int
     world_size: int
     device: torch.device
+    # Whether the phase should write a checkpoint at the end of every epoch (someone keeps it for a retry).
+    checkpointing: bool
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module: ...
 
@@ -25,7 +29,18 @@ class TrainContext(Protocol):
 
     def load_full_state_dict(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None: ...
 
-    def report(self, metrics: dict[str, Any]) -> None: ...
+    def full_optimizer_state_dict(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict: ...
+
+    def load_full_optimizer_state_dict(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                                       state: dict) -> None: ...
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        """One epoch's metrics, with the folder of that epoch's checkpoint when the phase wrote one (rank 0).
+        The folder is the phase's own: it is deleted once this returns, so the checkpoint must be persisted."""
+
+    def latest_checkpoint(self) -> str | None:
+        """A local folder holding the last checkpoint this trial reported before its worker died; None on a
+        first attempt."""
 
     def set_epoch(self, loader: DataLoader, epoch: int) -> None: ...
 
@@ -34,15 +49,58 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+class CheckpointSink(Protocol):
+    """Where a single-process phase's checkpoints go (Tune's trial storage, or a plain folder)."""
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str) -> None:
+        """Persist the folder's checkpoint together with its epoch's metrics (both, in one report)."""
+
+    def latest(self) -> str | None: ...
+
+
+class FolderCheckpoints:
+    """Keeps the latest checkpoint in `root/latest` (no Ray): a local run, or a test of resumption. Metrics go on
+    to `reporter`."""
+
+    def __init__(self, root: str | Path, reporter: Callable[[dict[str, Any]], None] | None = None):
+        self.root, self._reporter = Path(root), reporter
+
+    def report(self, metrics, checkpoint_dir):
+        incoming, latest, old = self.root / "incoming", self.root / "latest", self.root / "previous"
+        shutil.rmtree(incoming, ignore_errors=True)
+        shutil.copytree(checkpoint_dir, incoming)
+        # Swapped by renames: a crash at any point leaves `latest` or `previous` whole.
+        shutil.rmtree(old, ignore_errors=True)
+        if latest.exists():
+            latest.rename(old)
+        incoming.rename(latest)
+        shutil.rmtree(old, ignore_errors=True)
+        if self._reporter is not None:
+            self._reporter(metrics)
+
+    def latest(self):
+        for name in ("latest", "previous"):
+            if (self.root / name).is_dir():
+                return str(self.root / name)
+        return None
+
+
 class LocalContext:
-    """A single process, no collectives. `reporter` receives every epoch's metrics (Tune's report, a list...)."""
+    """A single process, no collectives. `reporter` receives every epoch's metrics (Tune's report, a list...);
+    with `checkpoints`, an epoch that has a checkpoint is reported through it instead, metrics included."""
 
     rank = 0
     world_size = 1
 
-    def __init__(self, reporter: Callable[[dict[str, Any]], None] | None = None, device: str = "cpu"):
+    def __init__(self, reporter: Callable[[dict[str, Any]], None] | None = None, device: str = "cpu",
+                 checkpoints: CheckpointSink | None = None):
         self.device = torch.device(device)
         self._reporter = reporter
+        self._checkpoints = checkpoints
+
+    @property
+    def checkpointing(self) -> bool:
+        return self._checkpoints is not None
 
     def wrap(self, model):
         return model.to(self.device)
@@ -61,6 +119,17 @@ class LocalContext:
     def load_full_state_dict(self, model, state):
         unwrap(model).load_state_dict(state)
 
-    def report(self, metrics):
-        if self._reporter is not None:
+    def full_optimizer_state_dict(self, model, optimizer):
+        return optimizer.state_dict()
+
+    def load_full_optimizer_state_dict(self, model, optimizer, state):
+        optimizer.load_state_dict(state)
+
+    def report(self, metrics, checkpoint_dir=None):
+        if checkpoint_dir is not None and self._checkpoints is not None:
+            self._checkpoints.report(metrics, checkpoint_dir)
+        elif self._reporter is not None:
             self._reporter(metrics)
+
+    def latest_checkpoint(self):
+        return self._checkpoints.latest() if self._checkpoints is not None else None

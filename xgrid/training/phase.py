@@ -3,14 +3,20 @@ select the checkpoint by a declared policy, evaluate on every language, optional
 
 Stage 1 (intermediate) and stage 2 (target) are both this function; they differ only in their request.
 Retrieval targets skip training and are scored from the encoder as it is.
+
+A phase whose context keeps checkpoints (`ctx.checkpointing`) writes one at the end of every epoch but the last
+(whose report is the final one) and, on a retry or with `request.resume_from`, continues from the next epoch with
+the same results as a run that was never interrupted (`phase_checkpoint`).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,8 @@ from xgrid.tracking_schema import (ENGLISH_DEV, EPOCH, POLICIES, SECONDS, TARGET
                                    final_metric_name, intermediate_dev_metric, select_metric, target_dev_metric)
 from xgrid.training.context import LocalContext, TrainContext, unwrap
 from xgrid.training.data import Split, featurize, load_split
+from xgrid.training.phase_checkpoint import (CheckpointError, LoopState, capture_rng, read_checkpoint, restore_rng,
+                                             weights_file, write_checkpoint)
 
 SUMMARY_FILE = "xgrid_phase.json"
 
@@ -64,6 +72,17 @@ class PhaseRequest:
     load: LoadContext = field(default_factory=LoadContext)
     output_dir: str | None = None  # save the selected encoder here (stage 1)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    # A checkpoint folder of an earlier attempt of this same trial (e.g. from a search that is resumed after its
+    # driver died): the phase continues from it when its context has no checkpoint of its own.
+    resume_from: str | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must have been written for to be resumed by this request."""
+        # Not the encoder's path: a store may fetch the same stage-1 checkpoint into another folder next time.
+        return {"train_tasks": [t.name for t in self.train_tasks],
+                "eval_task": self.eval_task.name if self.eval_task else None, "seed": self.seed,
+                "hparams": asdict(self.hparams), "selection_policy": self.selection_policy,
+                "eval_languages": list(self.eval_languages) if self.eval_languages else None}
 
     def __post_init__(self) -> None:
         if self.selection_policy not in POLICIES:
@@ -212,30 +231,79 @@ class _Trainer:
         total_steps = math.ceil(steps_per_epoch / hp.grad_accum) * hp.epochs
         optimizer, scheduler = _optimizer(self.model, hp, total_steps)
         schedule_rng = random.Random(req.seed)
-        history: list[dict[str, float]] = []
-        dev_by_epoch: dict[int, dict] = {}
-        best: dict[str, tuple[float, int, dict[str, torch.Tensor]]] = {}
-        for epoch in range(1, hp.epochs + 1):
-            loss = self._train_epoch(loaders, optimizer, scheduler, schedule_rng, epoch)
-            dev = dev_by_epoch[epoch] = self._evaluate_dev()
-            record = {EPOCH: epoch, TRAIN_LOSS: loss, **self._dev_record(dev)}
-            for policy, score in self._selection_scores(dev).items():
-                record[select_metric(policy)] = score
-                if policy not in best or score > best[policy][0]:
-                    best[policy] = (score, epoch, ctx.full_state_dict(self.model))
-            history.append(record)
-            if epoch < hp.epochs:
-                ctx.report(record)
-        final, selected = self._final(best, dev_by_epoch)
-        result = PhaseResult(self.metric, history, final, selected, req.selection_policy,
-                             time.perf_counter() - started)
-        if req.output_dir:
-            result.output_dir = self._save(best[ENGLISH_DEV][2])
+        generators = _generators(loaders)
+        loop = LoopState(0, [], {}, {})
+        weights = _EpochWeights()
+        try:
+            source = ctx.latest_checkpoint() or req.resume_from
+            if source:
+                self._restore(source, loop, weights, optimizer, scheduler, schedule_rng, generators)
+            for epoch in range(loop.epoch + 1, hp.epochs + 1):
+                loss = self._train_epoch(loaders, optimizer, scheduler, schedule_rng, epoch)
+                dev = loop.dev_by_epoch[epoch] = self._evaluate_dev()
+                record = {EPOCH: epoch, TRAIN_LOSS: loss, **self._dev_record(dev)}
+                for policy, score in self._selection_scores(dev).items():
+                    record[select_metric(policy)] = score
+                    if policy not in loop.best or score > loop.best[policy][0]:
+                        loop.best[policy] = (score, epoch)
+                loop.history.append(record)
+                loop.epoch = epoch
+                last = epoch == hp.epochs
+                checkpoint = ctx.checkpointing and not last
+                needed = {e for _, e in loop.best.values()} | ({epoch} if checkpoint else set())
+                # The selected weights live on disk, not as copies in memory; every rank takes part (under FSDP
+                # gathering them is a collective) and keeps its own files, since every rank scores the test split.
+                if epoch in needed:
+                    weights.put(epoch, ctx.full_state_dict(self.model))
+                weights.keep(needed)
+                if checkpoint:
+                    self._checkpoint(record, loop, weights, optimizer, scheduler, schedule_rng, generators)
+                elif not last:
+                    ctx.report(record)
+            final, selected = self._final(loop.best, loop.dev_by_epoch, weights)
+            result = PhaseResult(self.metric, loop.history, final, selected, req.selection_policy,
+                                 time.perf_counter() - started)
+            if req.output_dir:
+                result.output_dir = self._save(weights.load(loop.best[ENGLISH_DEV][1]))
+        finally:
+            weights.close()
         # The last report carries everything: the selected scores (how a search ranks trials of a cell) and the
         # zero-shot results of every language under both policies.
-        selected_scores = {best_metric(policy): score for policy, (score, _, _) in best.items()}
-        ctx.report(history[-1] | selected_scores | result.flat_metrics() | {SECONDS: result.seconds})
+        selected_scores = {best_metric(policy): score for policy, (score, _) in loop.best.items()}
+        ctx.report(loop.history[-1] | selected_scores | result.flat_metrics() | {SECONDS: result.seconds})
         return result
+
+    # --- checkpoints -----------------------------------------------------------------------------------
+    def _checkpoint(self, record, loop, weights, optimizer, scheduler, schedule_rng, generators) -> None:
+        """The end of an epoch, as a folder the context persists with the epoch's report (rank 0 writes it; the
+        optimizer's full state is gathered on every rank, a collective under FSDP)."""
+        ctx = self.ctx
+        optimizer_state = ctx.full_optimizer_state_dict(self.model, optimizer)
+        if ctx.rank != 0:
+            ctx.report(record)
+            return
+        folder = Path(tempfile.mkdtemp(prefix="xgrid-checkpoint-"))
+        try:
+            write_checkpoint(folder, loop, weights.files, optimizer_state, scheduler.state_dict(),
+                             capture_rng(schedule_rng, generators), self.req.fingerprint())
+            ctx.report(record, checkpoint_dir=str(folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _restore(self, source, loop, weights, optimizer, scheduler, schedule_rng, generators) -> None:
+        """Everything `_checkpoint` wrote, back in place: the loop goes on with the epoch after the saved one."""
+        saved = read_checkpoint(source)
+        if saved.fingerprint != self.req.fingerprint():
+            differ = sorted(k for k in self.req.fingerprint() if saved.fingerprint.get(k) != self.req.fingerprint()[k])
+            raise CheckpointError(f"checkpoint {source} was written for another trial (it differs in {', '.join(differ)})")
+        loop.epoch, loop.history, loop.dev_by_epoch, loop.best = (saved.loop.epoch, saved.loop.history,
+                                                                  saved.loop.dev_by_epoch, saved.loop.best)
+        for epoch in {e for _, e in loop.best.values()} | {loop.epoch}:
+            weights.adopt(epoch, saved.weights(epoch))
+        self.ctx.load_full_state_dict(self.model, weights.load(loop.epoch))
+        self.ctx.load_full_optimizer_state_dict(self.model, optimizer, saved.optimizer)
+        scheduler.load_state_dict(saved.scheduler)
+        restore_rng(saved.rng, schedule_rng, generators)
 
     def _collate(self, task_name: str):
         fmt = self.model_formats[task_name]
@@ -302,17 +370,17 @@ class _Trainer:
             scores[TARGET_DEV] = float(np.mean(list(primary.values())))
         return scores
 
-    def _final(self, best, dev_by_epoch) -> tuple[dict, dict[str, int]]:
+    def _final(self, best, dev_by_epoch, weights: "_EpochWeights") -> tuple[dict, dict[str, int]]:
         """Reload each policy's selected weights and score the test split of every language, once per distinct
         epoch. An intermediate phase has no test split: its final numbers are the selected epoch's dev scores."""
         final, selected, cache = {}, {}, {}
-        for policy, (_, epoch, state) in best.items():
+        for policy, (_, epoch) in best.items():
             selected[policy] = epoch
             if epoch not in cache:
                 if self.req.eval_task is None:
                     cache[epoch] = {"en": self._intermediate_scores(dev_by_epoch[epoch])}
                 else:
-                    self.ctx.load_full_state_dict(self.model, state)
+                    self.ctx.load_full_state_dict(self.model, weights.load(epoch))
                     cache[epoch] = self._score_test()
             final[policy] = cache[epoch]
         return final, selected
@@ -347,6 +415,50 @@ class _Trainer:
             encoder.save_pretrained(out, state_dict=encoder_state, safe_serialization=True)
             self.tokenizer.save_pretrained(out)
         return str(out)
+
+
+class _EpochWeights:
+    """Full model weights of the epochs still needed (each policy's best, the latest checkpoint's), as safetensors
+    files in this process's scratch folder: a large encoder is not held twice more in memory."""
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="xgrid-weights-"))
+        self.files: dict[int, Path] = {}
+
+    def put(self, epoch: int, state: dict[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
+        path = self.folder / weights_file(epoch)
+        save_file(state, str(path))  # under FSDP, ranks other than 0 hold an empty dict: an empty file
+        self.files[epoch] = path
+
+    def adopt(self, epoch: int, source: Path) -> None:
+        path = self.folder / weights_file(epoch)
+        shutil.copyfile(source, path)  # a copy: the source may be deleted when the next checkpoint is kept
+        self.files[epoch] = path
+
+    def load(self, epoch: int) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.files[epoch]))
+
+    def keep(self, epochs: set[int]) -> None:
+        for epoch in set(self.files) - epochs:
+            self.files.pop(epoch).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _generators(loaders: dict[str, Any]) -> dict[str, torch.Generator]:
+    """Every torch generator the loaders draw from (the loader's own, a sampler's), by task."""
+    found = {}
+    for name, loader in loaders.items():
+        for part, owner in (("loader", loader), ("sampler", getattr(loader, "sampler", None))):
+            generator = getattr(owner, "generator", None)
+            if isinstance(generator, torch.Generator):
+                found[f"{name}.{part}"] = generator
+    return found
 
 
 def _optimizer(model: nn.Module, hp: Hparams, total_steps: int):

@@ -1,6 +1,7 @@
 """The TrainContext of a Ray Train worker: DDP through `ray.train.torch.prepare_model`, or FSDP2
 (`torch.distributed.fsdp.fully_shard`, which also runs on CPU with gloo, so the path is tested here), and
-reports through `ray.train.report` (Tune sees them through TuneReportCallback)."""
+reports through `ray.train.report` (Tune sees them through TuneReportCallback), with rank 0's per-epoch checkpoint
+when `checkpointing` is on: Train keeps it in the run's storage and hands it back to the workers it restarts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from xgrid.training.context import unwrap
 
 
 class RayTrainContext:
-    def __init__(self, strategy: str = "ddp"):
+    def __init__(self, strategy: str = "ddp", checkpointing: bool = False):
         import ray.train
         import ray.train.torch
 
@@ -20,6 +21,7 @@ class RayTrainContext:
         self.world_size = context.get_world_size()
         self.device = ray.train.torch.get_device()
         self.strategy = strategy
+        self.checkpointing = checkpointing
 
     def wrap(self, model):
         import ray.train.torch
@@ -59,10 +61,47 @@ class RayTrainContext:
         else:
             unwrap(model).load_state_dict(state)
 
-    def report(self, metrics):
+    def full_optimizer_state_dict(self, model, optimizer):
+        if self.strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            # Collective, like full_state_dict: keyed by parameter name, full tensors on rank 0's CPU.
+            return get_optimizer_state_dict(model, optimizer,
+                                            options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return optimizer.state_dict()
+
+    def load_full_optimizer_state_dict(self, model, optimizer, state):
+        if self.strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(model, optimizer, state,
+                                     options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        else:
+            optimizer.load_state_dict(state)
+
+    def report(self, metrics, checkpoint_dir=None):
         import ray.train
 
-        ray.train.report(metrics)
+        # Every rank reports (Train's report is a barrier); only rank 0 passes a checkpoint.
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    def latest_checkpoint(self):
+        import ray.train
+
+        return local_folder(ray.train.get_checkpoint())
+
+
+def local_folder(checkpoint) -> str | None:
+    """A Ray Checkpoint as a local folder to read: its own path on a local file system (no copy), else a download
+    into a temporary folder (cloud storage)."""
+    if checkpoint is None:
+        return None
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return checkpoint.path
+    return checkpoint.to_directory()
 
 
 def _fully_shard(model: torch.nn.Module) -> torch.nn.Module:
