@@ -31,7 +31,9 @@ def search(memory_backend, plan, tmp_path):  # noqa: F811
     search_dir.mkdir()
     for name in ("space.yaml", "plan.json"):
         (search_dir / name).write_text("{}")
-    listener = TrackingListener(open_writer(URI, "e"))
+    # The backend's writer itself, so run ids are the store's; the queue in front of it: test_queued.py and
+    # test_a_search_through_the_queue_is_complete_when_it_ends below.
+    listener = TrackingListener(open_writer(URI, "e").inner)
     listener.search_started(plan, str(search_dir))
     return listener, memory_backend[URI], search_dir
 
@@ -147,3 +149,28 @@ def test_open_runs_are_closed_when_the_search_ends(search, plan, status, closed)
         == {closed}
     assert store.runs[listener.parent_id].status == status
     assert not [r for r in store.runs.values() if r.status == "RUNNING"]
+
+
+def test_a_search_through_the_queue_is_complete_when_it_ends(memory_backend, plan, tmp_path):  # noqa: F811
+    from xgrid.tracking.queued import JOURNAL_DIR, JOURNAL_FILE, read_journal
+
+    search_dir = tmp_path / "20250101-q"
+    search_dir.mkdir()
+    writer = open_writer(URI, "e")  # what `xgrid search` uses: every call queued
+    listener = TrackingListener(writer)
+    listener.search_started(plan, str(search_dir))
+    udpos = cell(plan, "mb_udpos")
+    for i in range(3):
+        record = TrialRecord(f"t{i}", udpos, 0.001, "completed", {"epoch": 1, "f1.avg": 50.0 + i})
+        listener.trial_started(record)
+        listener.trial_finished(record)
+    listener.search_finished("FINISHED")  # closes the writer: everything is in the store
+
+    store = memory_backend[URI]
+    parent = store.runs[writer.real_id(listener.parent_id)]
+    trials = [r for r in store.runs.values() if r.tags.get(schema.STAGE) == schema.STAGE2]
+    assert parent.status == "FINISHED" and writer.pending == 0
+    assert sorted(r.history["f1.avg"][-1][1] for r in trials) == [50.0, 51.0, 52.0]
+    assert {r.status for r in trials} == {"FINISHED"}
+    assert {r.tags[schema.PARENT_TAG] for r in trials} == {parent.run_id}  # the store's id, not the local one
+    assert read_journal(search_dir / JOURNAL_DIR / JOURNAL_FILE)[0] == []

@@ -8,7 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from xgrid import tracking_schema as schema
-from xgrid.tracking import NotFoundError, RunRecord, TrackingError, open_reader, open_writer
+from xgrid.tracking import NotFoundError, QueuedWriter, RunRecord, TrackingError, open_reader, open_writer
 from xgrid.tracking import mlflow_reader
 from xgrid.tracking.mlflow_reader import MlflowReader
 from xgrid.tracking.mlflow_writer import MlflowWriter
@@ -21,11 +21,14 @@ def uri(tmp_path):
 
 @pytest.fixture
 def writer(uri, tmp_path):
+    """MLflow's writer itself (open_writer's queue around it is tested in test_queued.py)."""
     (tmp_path / "db").mkdir()
-    return open_writer(uri, "exp")
+    return open_writer(uri, "exp").inner
 
 
 def test_the_table_picks_mlflow_for_every_uri(writer, uri):
+    queued = open_writer(uri, "exp")
+    assert isinstance(queued, QueuedWriter) and isinstance(queued.inner, MlflowWriter)
     assert isinstance(writer, MlflowWriter) and isinstance(open_reader(uri), MlflowReader)
 
 

@@ -1,5 +1,6 @@
 """Tracking of a search, behind two small interfaces (`xgrid.tracking.base`): the search writes through
-`open_writer`, `xgrid compare` reads through `open_reader`. The listener that turns search events into runs is
+`open_writer` (whose writes are queued, `xgrid.tracking.queued`: no call waits on the store), `xgrid compare`
+reads through `open_reader`. The listener that turns search events into runs is
 `xgrid.tracking.listener.TrackingListener`.
 
 A backend is a writer class and a reader class; `BACKENDS` says which one serves a tracking URI. Backends are
@@ -12,11 +13,12 @@ from importlib import import_module
 from typing import NamedTuple
 
 from xgrid.tracking.base import (ACTIVE_STATUSES, FAILED, FINISHED, KILLED, Experiment, NotFoundError,
-                                 RunReader, RunRecord, RunWriter, TrackingError)
+                                 RunReader, RunRecord, RunWriter, TrackingError, UnreachableError)
+from xgrid.tracking.queued import QueuedWriter, flush_writers
 
 __all__ = ["ACTIVE_STATUSES", "BACKENDS", "Backend", "FAILED", "FINISHED", "KILLED", "Experiment",
-           "NotFoundError", "RunReader", "RunRecord", "RunWriter", "TrackingError", "check_uri", "open_reader",
-           "open_writer"]
+           "NotFoundError", "QueuedWriter", "RunReader", "RunRecord", "RunWriter", "TrackingError",
+           "UnreachableError", "check_uri", "open_reader", "open_writer"]
 
 
 class Backend(NamedTuple):
@@ -50,13 +52,15 @@ def check_uri(tracking_uri: str | None) -> None:
         _load(check)(tracking_uri)
 
 
-def open_writer(tracking_uri: str | None, experiment: str) -> RunWriter:
+def open_writer(tracking_uri: str | None, experiment: str) -> QueuedWriter:
     """A writer into `experiment` (by name, created when missing) of the store at `tracking_uri` (None: the
-    backend's default)."""
-    return _load(_backend(tracking_uri).writer)(tracking_uri, experiment)
+    backend's default). The store is reached now (a TrackingError when it cannot be); every write after that
+    is queued: the caller never waits, and `close()` at the end writes what is left (see QueuedWriter)."""
+    return QueuedWriter(_load(_backend(tracking_uri).writer)(tracking_uri, experiment))
 
 
 def open_reader(tracking_uri: str | None) -> RunReader:
     """A reader of the store at `tracking_uri` (None: the backend's default); NotFoundError when a local store
-    does not exist."""
+    does not exist. It sees what this process wrote before: the queued writes to that store are waited for."""
+    flush_writers(tracking_uri)
     return _load(_backend(tracking_uri).reader)(tracking_uri)

@@ -26,6 +26,11 @@ class NotFoundError(TrackingError):
     """What was asked for is not in the store: the store itself, or the experiment."""
 
 
+class UnreachableError(TrackingError):
+    """The store did not answer (connection refused, timeout, a proxy's 502/503/504, a locked database): the
+    same call may work later, so a queue retries it. Every other TrackingError is final for that call."""
+
+
 @dataclass(frozen=True)
 class Experiment:
     experiment_id: str
@@ -46,7 +51,12 @@ class RunRecord:
 
 
 class RunWriter(Protocol):
-    """Writes the runs of one experiment (created when missing)."""
+    """Writes the runs of one experiment (created when missing).
+
+    `open_writer` wraps a backend's writer in `xgrid.tracking.queued.QueuedWriter`, so a search never waits on
+    the store; a backend writer may offer two extras the queue uses: `find_run_by_tag(key, value)` (the id of a
+    run carrying that tag, or None: makes a retried create_run idempotent) and a `timestamp_ms` keyword on any
+    method (the queue fills it with the time of the call, so a run written late keeps its real times)."""
 
     tracking_uri: str | None
     experiment_id: str
@@ -64,6 +74,9 @@ class RunWriter(Protocol):
         """Copy a local file into the run's artifacts, under `folder` when given."""
 
     def end_run(self, run_id: str, status: EndStatus) -> None: ...
+
+    def reopen_run(self, run_id: str) -> None:
+        """Set an ended run RUNNING again (a resumed search continues its parent run); a no-op on a running one."""
 
 
 class RunReader(Protocol):

@@ -1,13 +1,17 @@
 """The MLflow `RunWriter`: runs of one experiment through `MlflowClient`, which works the same against a local
-SQLite store and a tracking server (the search's driver is the only process that writes)."""
+SQLite store and a tracking server (the search's driver is the only process that writes its runs; two searches
+may share a store)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, ViewType
 
 from xgrid.tracking.base import EndStatus, TrackingError
 from xgrid.tracking.mlflow_errors import translated
@@ -62,24 +66,81 @@ def check_tracking_uri(tracking_uri: str | None, timeout: float = 5.0) -> None:
             raise TrackingError(f"{path} is a folder, not an SQLite database file")
 
 
+# MLflow's HTTP client retries a request that gets no answer 7 times with a growing backoff and waits up to
+# 120 s for each answer: about 4 minutes per call against a dead server. xgrid's writer runs in the tracking
+# queue's thread, which has its own backoff and keeps what it could not write (xgrid.tracking.queued), so a call
+# should fail in seconds. MLflow reads these from the environment at every request and has no per-client
+# setting, so they are set for this process (only where the user has not set them: their values win), when a
+# writer for a tracking server is opened. (MLflow's documented MLFLOW_HTTP_REQUEST_MAX_RETRIES and
+# MLFLOW_HTTP_REQUEST_TIMEOUT; a slow artifact upload still gets its 60 s.)
+HTTP_CLIENT_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+
+
+def sqlite_path(tracking_uri: str | None) -> Path | None:
+    """The database file of a `sqlite:///PATH` URI (None for any other URI or an in-memory database)."""
+    if not (tracking_uri or "").startswith("sqlite:///") or tracking_uri.endswith(":memory:"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///"))
+
+
+@contextmanager
+def store_lock(tracking_uri: str | None):
+    """Holds an exclusive lock on `<database>.lock` beside a SQLite store (nothing for other stores). Two
+    processes opening a new store at once would both run MLflow's schema migrations on it, and one dies with an
+    alembic traceback; two creating one experiment at once, one gets "already exists". The lock is released when
+    the process dies, so a killed search never leaves it held."""
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class MlflowWriter:
     """Writes into `experiment` (by name), created on first use with its artifacts beside a local store."""
 
     @translated()
     def __init__(self, tracking_uri: str | None, experiment: str):
+        if (tracking_uri or "").startswith(("http://", "https://")):
+            for name, value in HTTP_CLIENT_SETTINGS.items():
+                os.environ.setdefault(name, value)
         self.client = MlflowClient(tracking_uri)
         self.tracking_uri = tracking_uri
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id: str = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=local_artifact_location(tracking_uri, experiment))
+        with store_lock(tracking_uri):  # the first call below creates (migrates) a new SQLite store
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id: str = found.experiment_id if found else self.client.create_experiment(
+                experiment, artifact_location=local_artifact_location(tracking_uri, experiment))
+
+    @staticmethod
+    def clock_ms() -> int:
+        """Now, by MLflow's own clock (the one it stamps runs with when given no time)."""
+        from mlflow.utils.time import get_current_time_millis
+
+        return get_current_time_millis()
 
     @translated()
-    def create_run(self, name: str, tags: dict[str, str]) -> str:
-        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+    def create_run(self, name: str, tags: dict[str, str], timestamp_ms: int | None = None) -> str:
+        return self.client.create_run(self.experiment_id, start_time=timestamp_ms, run_name=name,
+                                      tags=tags).info.run_id
 
     @translated()
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-        now = int(time.time() * 1000)
+    def find_run_by_tag(self, key: str, value: str) -> str | None:
+        """The id of a run of the experiment whose tag `key` is `value` (any status), None when there is none."""
+        quoted = value.replace("'", "\\'")
+        runs = self.client.search_runs([self.experiment_id], f"tags.`{key}` = '{quoted}'", max_results=1,
+                                       run_view_type=ViewType.ALL)  # a deleted run also counts
+        return runs[0].info.run_id if runs else None
+
+    @translated()
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0,
+                    timestamp_ms: int | None = None) -> None:
+        now = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
 
     @translated()
@@ -96,5 +157,10 @@ class MlflowWriter:
         self.client.log_artifact(run_id, str(path), folder)
 
     @translated()
-    def end_run(self, run_id: str, status: EndStatus) -> None:
-        self.client.set_terminated(run_id, status)
+    def end_run(self, run_id: str, status: EndStatus, timestamp_ms: int | None = None) -> None:
+        self.client.set_terminated(run_id, status, end_time=timestamp_ms)
+
+    @translated()
+    def reopen_run(self, run_id: str) -> None:
+        """A terminated run RUNNING again (a resumed search continues its parent run)."""
+        self.client.update_run(run_id, status="RUNNING")
