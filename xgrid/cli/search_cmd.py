@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from xgrid.cli.common import (FormatOption, JsonOption, OutputFormat, console, fail, output_format, read_space,
+from xgrid.cli.common import (FormatOption, JsonOption, OutputFormat, check_output_folders, console, fail,
+                              output_format, read_space, resource_choice_flag, resource_flag, resource_metavar,
                               user_errors)
 from xgrid.cli.plan_view import plan_json, print_plan
 from xgrid.config import missing_local_paths
@@ -22,6 +23,7 @@ from xgrid.tracking_schema import BASE_MODEL_TAG, ENGLISH_DEV, default_tracking_
 def search(
     space: Annotated[Optional[Path], typer.Argument(help="search-space YAML file, or the name of a shipped space (microbench-default, x-stilts-reproduction, xtreme-r-syntactic-vs-semantic); default: the embedded micro-benchmark")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print the plan and its cost; run nothing")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted search: SPACE is its search folder, or a space whose latest unfinished search under --output-dir is continued (default: the embedded micro-benchmark's); what it finished is kept, the rest runs")] = False,
     address: Annotated[Optional[str], typer.Option(help="join a running Ray cluster from one of its nodes "
                                                          "(auto, or HEAD_IP:6379); default: start local Ray", envvar="RAY_ADDRESS")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (http://mlflow:5000); default: "
@@ -30,11 +32,11 @@ def search(
     output_dir: Annotated[Path, typer.Option(help="where search folders are written", envvar="XGRID_OUTPUT_DIR")] = Path("xgrid_runs"),
     store_root: Annotated[Optional[str], typer.Option(help="stage-1 checkpoint store: a folder every node sees, or "
                                                             "s3://... (default: <output-dir>/store)", envvar="XGRID_STORE_ROOT")] = None,
-    max_concurrent: Annotated[Optional[int], typer.Option(help="trials running at once (overrides the space)")] = None,
-    workers_per_trial: Annotated[Optional[int], typer.Option(help="Ray Train workers per trial (DDP/FSDP)")] = None,
-    cpus_per_worker: Annotated[Optional[float], typer.Option(help="CPUs per worker")] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(help="GPUs per worker")] = None,
-    trial_backend: Annotated[Optional[str], typer.Option(help="auto | ray_train | inline (see README: trial overhead)")] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(parser=resource_flag("--max-concurrent", "max_concurrent_trials"), metavar=resource_metavar("max_concurrent_trials"), help="trials running at once (overrides the space)")] = None,
+    workers_per_trial: Annotated[Optional[int], typer.Option(parser=resource_flag("--workers-per-trial", "workers_per_trial"), metavar=resource_metavar("workers_per_trial"), help="Ray Train workers per trial (DDP/FSDP)")] = None,
+    cpus_per_worker: Annotated[Optional[float], typer.Option(parser=resource_flag("--cpus-per-worker", "cpus_per_worker"), metavar=resource_metavar("cpus_per_worker"), help="CPUs per worker")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(parser=resource_flag("--gpus-per-worker", "gpus_per_worker"), metavar=resource_metavar("gpus_per_worker"), help="GPUs per worker")] = None,
+    trial_backend: Annotated[Optional[str], typer.Option(parser=resource_choice_flag("--trial-backend", "trial_backend"), metavar=resource_metavar("trial_backend"), help="auto | ray_train | inline (see README: trial overhead)")] = None,
     fmt: FormatOption = None,  # json: with --dry-run only
     as_json: JsonOption = False,
 ) -> None:
@@ -46,12 +48,25 @@ def search(
         raise fail("--format json needs --dry-run: a running search prints live progress, not JSON "
                    "(its results go to the search folder's results.json)")
     registry = default_registry()
-    config = read_space(space, registry)
+    resume_dir = None
+    if resume:  # the folder's space.yaml is the truth: SPACE names the folder, or a space that must match it
+        from xgrid.cli.resume_cmd import resumed_space
+
+        resume_dir, config = resumed_space(space, output_dir, registry)
+    else:
+        config = read_space(space, registry)
+    check_output_folders(output_dir, store_root, dry_run)  # a file in the way, a folder this run cannot write
     with user_errors():
         config = config.with_resources({"max_concurrent_trials": max_concurrent,
                                         "workers_per_trial": workers_per_trial, "cpus_per_worker": cpus_per_worker,
                                         "gpus_per_worker": gpus_per_worker, "trial_backend": trial_backend})
     plan = build_plan(config, registry)
+    from xgrid.running.preflight import PreflightError, preflight
+
+    try:  # before Ray and before any folder: models, data, layers, resources (a dry run warns of what is not here)
+        preflight(plan, dry_run=dry_run, address=address)
+    except PreflightError as err:
+        raise fail(str(err)) from None
     options = SearchOptions(output_root=output_dir, store_root=store_root, address=address)
     if address:  # refused by the dry run too, not only by the real run (run_and_report relies on this)
         from xgrid.search.runner import SearchSetupError, check_address
@@ -71,13 +86,17 @@ def search(
         raise fail("; ".join(missing) + ": local_paths must name folders that this machine (and, on a cluster, "
                    "every node) sees; copy the data there, or write copies with `xgrid prefetch SPACE --to DIR` on "
                    "a machine with internet")
-    run_and_report(plan, options, tracking_uri or default_tracking_uri(output_dir), experiment or config.name)
+    run_and_report(plan, options, tracking_uri or default_tracking_uri(output_dir), experiment or config.name,
+                   resume=resume_dir)
 
 
-def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> None:
+def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str, resume: Path | None = None) -> None:
     """Checks first (the address, the tracking URI), then Ray, then the tracker, then the search folder: a refused
     address or tracking URI, or a Ray that does not start, leaves no folder and no MLflow experiment behind.
-    Library log lines go to the folder's search.log."""
+    Library log lines go to the folder's search.log. `resume`: the folder of an interrupted search to continue
+    (one that finished is said so, and only its tracking is completed)."""
+    from xgrid.cli.resume_cmd import check_same_tracking, remember_tracking, resume_command
+    from xgrid.search.resume import FINISHED, read_state
     from dataclasses import replace
 
     from xgrid.search.interrupt import SearchInterrupted
@@ -93,11 +112,19 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
         check_uri(tracking_uri)  # the address was checked by `search`, for the dry run too
     except TrackingError as err:  # before Ray, a folder or an experiment: nothing is left behind
         raise fail(f"--tracking-uri {tracking_uri}: {err}") from None
+    if resume is not None:
+        check_same_tracking(resume, tracking_uri, experiment)
+        if read_state(resume).get("status") == FINISHED:
+            _complete_tracking(resume, tracking_uri, experiment)
+            say(f"search {resume} already finished: nothing to resume (results: {resume}/results.csv, every "
+                "trial in results.json)")
+            return
     folder: list[Path] = []  # the search folder, once made (for the interrupt's message)
     try:
         with library_logs() as logs, ray_session(options) as dashboard:
             def ready(search_dir, _):
                 folder.append(search_dir)
+                remember_tracking(search_dir, tracking_uri, experiment)
                 logs.write_to(search_dir / LOG_NAME)
                 # soft_wrap: a path is one line even in a narrow terminal, so it can be copied whole
                 say(f"search folder: {search_dir} (library logs: {LOG_NAME}, Tune's output: tune.log)")
@@ -106,19 +133,39 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str) -> N
 
             tracker = TrackingListener(open_writer(tracking_uri, experiment))
             progress = Progress(console, selection_metric(plan.space))
-            outcome = run_search(plan, replace(options, listeners=(tracker, progress)), on_ready=ready)
+            outcome = run_search(plan, replace(options, listeners=(tracker, progress)), on_ready=ready,
+                                 resume=resume)
     except SearchSetupError as err:
         raise fail(str(err)) from None
     except Stage1Error as err:
         raise fail(str(err), code=1) from None
     except SearchInterrupted as err:  # Ctrl-C or SIGTERM: the runner closed the runs and wrote the results
         where = f"{folder[0]}/results.json" if folder else "nothing: the search had not started"
+        if not folder:
+            raise fail(f"interrupted by {err.signal_name}: nothing had started", code=err.exit_code) from None
+        command = resume_command(folder[0], options, tracking_uri, experiment, plan.space.name)
         raise fail(f"interrupted by {err.signal_name}: every finished trial is in {where}; the runs still open "
-                   "were closed KILLED in MLflow", code=err.exit_code) from None
+                   f"were closed KILLED in MLflow; continue with: {command}", code=err.exit_code) from None
     except TrackingError as err:  # the store failed during the search: results.json still has every trial
         raise fail(f"tracking at {tracking_uri} failed: {err} (the search folder's results.json keeps every "
                    "finished trial)", code=1) from None
     print_results(outcome, tracker, experiment)
+
+
+def _complete_tracking(search_dir: Path, tracking_uri: str, experiment: str) -> None:
+    """A finished search still gets what its driver could not log (a queued writer replays its journal)."""
+    from xgrid.tracking import TrackingError, open_writer
+
+    try:
+        writer = open_writer(tracking_uri, experiment)
+        use_folder = getattr(writer, "use_folder", None)
+        if use_folder is not None:
+            use_folder(search_dir)
+        close = getattr(writer, "close", None)
+        if close is not None:
+            close()
+    except TrackingError as err:
+        raise fail(f"tracking at {tracking_uri} failed: {err}", code=1) from None
 
 
 def say(line: str) -> None:
