@@ -238,6 +238,11 @@ def _local_folder(value: str) -> str:
 LocalFolder = Annotated[str, AfterValidator(_local_folder)]
 
 
+# Cells a space may make. Planning is linear (about 0.1 ms a cell), but each cell trains `trials_per_cell`
+# models: 100,000 cells is already years of accelerator time, and 200,000 seeds x 20 would plan for minutes.
+MAX_CELLS = 100_000
+
+
 class SearchSpace(Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
     description: str = ""
@@ -299,6 +304,15 @@ class SearchSpace(Strict):
         dupes = _duplicates([intermediate_label(e) for e in self.intermediates])
         if dupes:
             raise ValueError(f"intermediates: duplicate entries: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _grid_size(self) -> "SearchSpace":
+        cells = len(self.base_models) * len(self.intermediates) * len(self.targets) * len(self.seeds)
+        if cells > MAX_CELLS:
+            raise ValueError(f"the grid has {cells:,} cells (base_models x intermediates x targets x seeds: "
+                             f"{len(self.base_models)} x {len(self.intermediates)} x {len(self.targets)} x "
+                             f"{len(self.seeds)}), more than the {MAX_CELLS:,} a search can plan; split it")
         return self
 
     # --- derived ---------------------------------------------------------------------------------------------

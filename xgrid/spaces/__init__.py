@@ -68,14 +68,21 @@ def resolve_space(arg: str | os.PathLike[str] | None) -> Path:
     if arg is None:
         return DEFAULT_SPACE
     text, path = os.fspath(arg), Path(arg)
-    if text and path.is_file():
+    shown = text if text.isprintable() else repr(text)
+    try:
+        is_file, is_dir, exists = (path.is_file(), path.is_dir(), os.path.lexists(path)) if text else (False,) * 3
+    except OSError as err:  # a name longer than the file system allows
+        raise SpaceError(f"search space file cannot be opened: {shown[:200]}: {err.strerror or err}") from None
+    if is_file:
         return path
     name = _aliases().get(_key(text))
     if name is not None:
         return shipped_spaces()[name]
     shipped = ", ".join(shipped_spaces())
-    if text and path.is_dir():
-        raise SpaceError(f"{text}: is a folder, not a space file; give a space YAML file or the name of a "
+    if is_dir:
+        raise SpaceError(f"{shown}: is a folder, not a space file; give a space YAML file or the name of a "
                          f"shipped space ({shipped})")
-    raise SpaceError(f"search space file not found: {text or repr(text)} (neither a file nor a shipped space: "
+    if exists:  # a pipe, a device, a broken link: reading it would block, never end, or fail
+        raise SpaceError(f"{shown}: is not a regular file (a pipe, a device or a broken link); give a space YAML file")
+    raise SpaceError(f"search space file not found: {shown or repr(text)} (neither a file nor a shipped space: "
                      f"{shipped}){_did_you_mean(text)}")
