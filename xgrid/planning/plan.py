@@ -18,6 +18,7 @@ from typing import Any
 from xgrid import tracking_schema as schema
 from xgrid.config import (EMBEDDED_TINY, NONE_BASELINE, BaseModelSpec, IntermediateGroup, SearchSpace,
                           intermediate_label, intermediate_tasks)
+from xgrid.models.identity import model_identity
 from xgrid.tasks import TaskRegistry, TaskSpec
 
 CHECKPOINT_FORMAT = 1  # bump when what a stage-1 checkpoint contains changes
@@ -129,7 +130,10 @@ def intermediate_kind(entry: Any, registry: TaskRegistry) -> str:
 def stage1_key(space: SearchSpace, base: BaseModelSpec, tasks: tuple[TaskSpec, ...], seed: int) -> str:
     """Content address of a stage-1 checkpoint: a hash of everything it depends on, and nothing else."""
     names = sorted(t.name for t in tasks)
-    payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "base": {"source": base.source, "family": base.family},
+    # A local folder counts by the content of its files (replacing the model there changes the key, moving it
+    # keeps it); a hub id and the embedded model by their name (`xgrid.models.identity`).
+    payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT,
+                               "base": {**model_identity(base.source), "family": base.family},
                                "tasks": names, "seed": seed if tasks else None}
     if tasks:
         payload["hparams"] = space.intermediate_training.model_dump(mode="json")
