@@ -65,6 +65,9 @@ class MemoryWriter:
     def end_run(self, run_id: str, status: str) -> None:
         self.store.runs[run_id].status = status
 
+    def reopen_run(self, run_id: str) -> None:
+        self.store.runs[run_id].status = "RUNNING"
+
 
 class MemoryReader:
     def __init__(self, tracking_uri: str):

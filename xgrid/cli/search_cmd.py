@@ -154,16 +154,19 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str, resu
 
 def _complete_tracking(search_dir: Path, tracking_uri: str, experiment: str) -> None:
     """A finished search still gets what its driver could not log (a queued writer replays its journal)."""
+    from xgrid.search.library_logs import LOG_NAME, library_logs
     from xgrid.tracking import TrackingError, open_writer
 
     try:
-        writer = open_writer(tracking_uri, experiment)
-        use_folder = getattr(writer, "use_folder", None)
-        if use_folder is not None:
-            use_folder(search_dir)
-        close = getattr(writer, "close", None)
-        if close is not None:
-            close()
+        with library_logs() as logs:  # MLflow's own lines go to the folder's log, as during the search
+            logs.write_to(search_dir / LOG_NAME)
+            writer = open_writer(tracking_uri, experiment)
+            use_folder = getattr(writer, "use_folder", None)
+            if use_folder is not None:
+                use_folder(search_dir)
+            close = getattr(writer, "close", None)
+            if close is not None:
+                close()
     except TrackingError as err:
         raise fail(f"tracking at {tracking_uri} failed: {err}", code=1) from None
 

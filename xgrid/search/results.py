@@ -1,14 +1,18 @@
-"""What a search leaves behind: every trial (results.json) and the best trial of every cell (results.csv)."""
+"""What a search leaves behind: every trial (results.json) and the best trial of every cell (results.csv),
+rewritten after every finished trial (`ResultsFile`) so that a driver killed at any moment loses at most the
+trials it had in flight. Each file is replaced atomically: a reader never sees half of one."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 from xgrid.config import SearchSpace
-from xgrid.events import TrialRecord, selected_trials
+from xgrid.events import SearchListener, TrialRecord, selected_trials
+from xgrid.search.resume import atomic_write
 from xgrid.tracking_schema import AGGREGATES, ENGLISH_DEV, best_metric, final_metric_name
 
 
@@ -40,9 +44,41 @@ def best_per_cell(records: list[TrialRecord], space: SearchSpace) -> list[dict[s
 def write_results(search_dir: Path, records: dict[str, list[TrialRecord]], best: list[dict[str, Any]]) -> None:
     trials = [{"trial_id": r.trial_id, "cell": r.cell.tags(), "learning_rate": r.learning_rate,
                "status": r.status, "error": r.error, "metrics": r.metrics} for rs in records.values() for r in rs]
-    (search_dir / "results.json").write_text(json.dumps({"trials": trials, "best": best}, indent=1, default=str))
+    atomic_write(search_dir / "results.json", json.dumps({"trials": trials, "best": best}, indent=1, default=str))
     columns = list(dict.fromkeys(k for row in best for k in row))
-    with open(search_dir / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(best)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(best)
+    atomic_write(search_dir / "results.csv", table.getvalue())
+
+
+class ResultsFile(SearchListener):
+    """Every trial of the search, old and new, each once (by trial id), written out after every finished trial.
+    `previous` are the trials an earlier driver of the same folder finished (a resumed search)."""
+
+    def __init__(self, search_dir: Path, space: SearchSpace, previous: dict[str, list[TrialRecord]] | None = None):
+        self.search_dir, self.space = Path(search_dir), space
+        self.records: dict[str, TrialRecord] = {r.trial_id: r for rs in (previous or {}).values() for r in rs}
+
+    def trial_finished(self, record: TrialRecord) -> None:
+        self.records[record.trial_id] = record
+        self.write()
+
+    def add(self, records: list[TrialRecord]) -> None:
+        """Trials ended without a `trial_finished` (cut off by an interrupt)."""
+        for record in records:
+            self.records.setdefault(record.trial_id, record)
+
+    def by_target(self) -> dict[str, list[TrialRecord]]:
+        grouped: dict[str, list[TrialRecord]] = {target: [] for target in self.space.targets}
+        for record in self.records.values():
+            grouped.setdefault(record.cell.target, []).append(record)
+        return grouped
+
+    def write(self) -> list[dict[str, Any]]:
+        """Write both files; returns the best trial of every cell."""
+        records = self.by_target()
+        best = best_per_cell([r for rs in records.values() for r in rs], self.space)
+        write_results(self.search_dir, records, best)
+        return best

@@ -22,7 +22,9 @@ from xgrid.planning.plan import Plan
 from xgrid.running.store import CheckpointStore, is_uri
 from xgrid.search.interrupt import SearchInterrupted, stop_on_signals
 from xgrid.search.options import SearchOptions
-from xgrid.search.results import best_per_cell, write_results
+from xgrid.search.results import ResultsFile
+from xgrid.search.resume import (FAILED, FINISHED, INTERRUPTED, RUNNING, SearchBusy, check_not_running,
+                                 finished_records, hold_search, update_state)
 from xgrid.search.stage1 import run_stage1
 from xgrid.search.stage2 import search_target
 
@@ -178,29 +180,56 @@ def write_search_files(search_dir: Path, plan: Plan) -> None:
     (search_dir / "plan.json").write_text(json.dumps(plan.describe(), indent=1, default=str))
 
 
-def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=None) -> SearchOutcome:
+def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=None,
+               resume: Path | None = None) -> SearchOutcome:
+    """Run `plan` in a new search folder, or continue the one of an interrupted search (`resume`: its folder,
+    whose space.yaml the plan was built from): what it finished is kept, the rest runs."""
     started_at = time.perf_counter()
     check_address(options)  # before anything is written: a refused search leaves no folder behind
+    if resume is not None:
+        _check_free(resume)  # before Ray: a search another driver still runs is refused at once
     try:
         with ray_session(options) as dashboard:  # also before the folder: a Ray that does not start leaves nothing
-            return _search(plan, options, on_ready, dashboard, started_at)
+            return _search(plan, options, on_ready, dashboard, started_at, resume)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM; Ray is down now, so nothing writes into the store any more
         CheckpointStore(options.store).discard_staging([job.key for job in plan.trained_jobs])
         raise
 
 
-def _search(plan: Plan, options: SearchOptions, on_ready, dashboard: str | None, started_at: float) -> SearchOutcome:
-    """The search in a new folder, on the Ray that `run_search` holds."""
-    search_dir = new_search_dir(options, plan)
-    write_search_files(search_dir, plan)
+def _check_free(search_dir: Path) -> None:
+    try:
+        check_not_running(search_dir)
+    except SearchBusy as err:
+        raise SearchSetupError(str(err)) from None
+
+
+def _search(plan: Plan, options: SearchOptions, on_ready, dashboard: str | None, started_at: float,
+            resume: Path | None) -> SearchOutcome:
+    """The search in its folder (new, or the resumed one), on the Ray that `run_search` holds; the folder's lock
+    is held throughout, so a second driver (a resume started twice) is refused."""
+    search_dir = Path(resume).absolute() if resume is not None else new_search_dir(options, plan)
+    try:
+        with hold_search(search_dir):
+            return _search_locked(plan, options, on_ready, dashboard, started_at, search_dir, resume is not None)
+    except SearchBusy as err:
+        raise SearchSetupError(str(err)) from None
+
+
+def _search_locked(plan: Plan, options: SearchOptions, on_ready, dashboard: str | None, started_at: float,
+                   search_dir: Path, resumed: bool) -> SearchOutcome:
+    if not resumed:
+        write_search_files(search_dir, plan)
     storage_path = (f"{options.store.rstrip('/')}/ray/{search_dir.name}" if is_uri(options.store)
                     else str(search_dir / "ray"))
+    # What an earlier driver of this folder finished: not rerun, and kept in the results with the new trials.
+    done = finished_records(search_dir, plan) if resumed else {}
     counter = _Stage1Count()
-    events = Listeners(counter, *options.listeners)
+    results = ResultsFile(search_dir, plan.space, done)  # before the tracker: a finished trial is on disk first
+    events = Listeners(counter, results, *options.listeners)
+    update_state(search_dir, status=RUNNING, pid=os.getpid())
     if on_ready is not None:
         on_ready(search_dir, dashboard)
     status = "FAILED"
-    records: dict[str, list[TrialRecord]] = {}
     stop = None
     try:
         with stop_on_signals() as stop:
@@ -208,9 +237,10 @@ def _search(plan: Plan, options: SearchOptions, on_ready, dashboard: str | None,
             encoders = run_stage1(plan, options.store, storage_path, events)
             for target in plan.space.targets:
                 try:
-                    records[target] = search_target(target, plan, encoders, search_dir, storage_path, events, stop)
+                    results.add(search_target(target, plan, encoders, search_dir, storage_path, events, stop,
+                                              done=done.get(target, [])))
                 except SearchInterrupted as err:
-                    records[target] = getattr(err, "records", [])
+                    results.add(getattr(err, "records", []))
                     raise
             status = "FINISHED"
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, in either stage
@@ -220,8 +250,15 @@ def _search(plan: Plan, options: SearchOptions, on_ready, dashboard: str | None,
             raise SearchInterrupted(stop.signal_name) from None
         raise
     finally:
-        best = best_per_cell([r for rs in records.values() for r in rs], plan.space)
-        write_results(search_dir, records, best)  # also on failure: never lose finished trials
-        events.search_finished(status)
-    return SearchOutcome(search_dir, plan, counter.trained, counter.reused, records, best,
+        best = results.write()  # also on failure: never lose finished trials
+        closed = False
+        try:
+            events.search_finished(status)
+            closed = True
+        finally:  # finished only once the tracker closed the parent run too: else a resume closes it
+            update_state(search_dir, status=STATE_OF[status] if closed else FAILED)
+    return SearchOutcome(search_dir, plan, counter.trained, counter.reused, results.by_target(), best,
                          time.perf_counter() - started_at, dashboard)
+
+
+STATE_OF = {"FINISHED": FINISHED, "KILLED": INTERRUPTED, "FAILED": FAILED}  # parent run status -> search_state

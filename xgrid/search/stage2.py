@@ -23,6 +23,7 @@ from xgrid.planning.plan import Cell, Plan
 from xgrid.running.requests import stage2_request
 from xgrid.search.interrupt import SearchInterrupted, StopOnRequest, StopRequest
 from xgrid.search.options import uses_ray_train
+from xgrid.search.resume import resume_queue
 from xgrid.search.schedulers import PerCellScheduler, make_scheduler
 from xgrid.search.trial import run_inline, torch_trainer
 from xgrid.search.tune_events import TuneEvents, short_error
@@ -104,20 +105,25 @@ def optuna_storage(search_dir: Path):
 
 
 def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir: Path, storage_path: str,
-                  listener: SearchListener, stop: StopRequest | None = None) -> list[TrialRecord]:
+                  listener: SearchListener, stop: StopRequest | None = None,
+                  done: list[TrialRecord] = ()) -> list[TrialRecord]:
     """Every cell of one target: a Tuner over learning rates, or one retrieval evaluation per cell. A signal
-    (`stop`) ends the Tuner and raises SearchInterrupted, with the trials heard so far in `listener`'s records."""
+    (`stop`) ends the Tuner and raises SearchInterrupted, with the trials heard so far in `listener`'s records.
+    `done`: the target's trials an earlier driver of this search finished (a resume): not run again, and what
+    the Tuner runs makes each cell's count up to `trials_per_cell`. Returns the trials run here."""
     space = plan.space
     cells = plan.cells_for(target)
     if not cells[0].trains:  # every cell of a target shares its format
-        records = _score_retrieval(cells, space, encoders, listener)
+        scored = {record.cell.id for record in done}
+        records = _score_retrieval([c for c in cells if c.id not in scored], space, encoders, listener)
     else:
-        records = _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop or StopRequest())
-    listener.target_finished(target, records)
+        records = _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop or StopRequest(),
+                        list(done))
+    listener.target_finished(target, [*done, *records])  # the selected trial of a cell may be an earlier one
     return records
 
 
-def _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop) -> list[TrialRecord]:
+def _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop, done) -> list[TrialRecord]:
     import warnings
 
     import optuna
@@ -136,8 +142,11 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     with warnings.catch_warnings():  # experimental in Optuna: it works, and the warning would reach the user
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([selection_metric(space)])  # optuna-dashboard names the objective
-    for point in points:
-        study.enqueue_trial(point)
+    # A fresh study gets the planned points; a resumed one keeps its waiting trials, gets the unfinished ones
+    # again and only what each cell still lacks (`resume.plan_queue`).
+    queue = resume_queue(study, study_name, points, done, space.search.trials_per_cell, search_dir)
+    if queue.nothing_to_run:
+        return []
     scheduler = make_scheduler(space.search.scheduler, selection_metric(space), space.target_training.epochs, space.search.grace_period,
                                space.search.reduction_factor)
     stopped = scheduler.stopped_early if isinstance(scheduler, PerCellScheduler) else set()
@@ -157,7 +166,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     trial_function = tune.with_resources(tune.with_parameters(stage2_trial, setup=setup), trial_resources)
     tuner = tune.Tuner(
         named_trainable(wrap_function(trial_function), by_id, inline, target),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=len(points),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=queue.runs,
                                     max_concurrent_trials=resources.max_concurrent_trials,
                                     reuse_actors=inline, trial_name_creator=name, trial_dirname_creator=name),
         run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
@@ -172,6 +181,25 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
         err.records = list(events.records.values())  # the trials heard before the stop: the runner keeps them
         raise
     return list(events.records.values())
+
+
+def _earlier_checkpoints(queue, cells: dict[str, Cell], storage_path: str, target: str) -> dict[str, str]:
+    """A trial the dead driver left unfinished runs again from the last checkpoint of its earlier attempt: in
+    its Tune trial folder (inline trials) or its TorchTrainer's run folder (ray_train trials). Only a local
+    storage path is searched (a trial's checkpoints on s3:// are not listed here: such a trial starts over)."""
+    from xgrid.running.store import is_uri
+    from xgrid.search.resume import earlier_checkpoints
+    from xgrid.training.phase_checkpoint import latest_checkpoint_in
+
+    if is_uri(storage_path) or not queue.again:
+        return {}
+
+    def folders(cell_id: str, trial_id: str) -> list[Path]:
+        name = trial_name(cells[cell_id], trial_id)
+        return [Path(storage_path) / target / name, Path(storage_path) / f"stage2-{name}"]
+
+    found = earlier_checkpoints(queue, lambda c, t: folders(c, t) if c in cells else [], latest_checkpoint_in)
+    return {TrialSetup.resume_key(cell_id, rate): path for (cell_id, rate), path in found.items()}
 
 
 @ray.remote

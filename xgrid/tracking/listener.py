@@ -4,6 +4,10 @@ stage-2 trial and retrieval evaluation (names in `xgrid.tracking_schema`), writt
 The listener hears the search's events in the driver process, so every run it opens is closed by a process
 that is alive: trials stopped by the scheduler end KILLED, failed ones FAILED, and an interrupted search
 closes whatever is open before it exits. Workers never need to reach the tracking store.
+
+A driver that dies without closing anything (SIGKILL, a node lost) leaves in the search folder's
+search_state.json the parent run and the runs it had open (`xgrid.search.resume`), updated on every open and
+close: a resumed search reuses that parent run and ends the runs left open KILLED, tagged `xgrid.ended_by`.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from xgrid import tracking_schema as schema
 from xgrid.config import SearchSpace
 from xgrid.events import SearchListener, TrialRecord, selected_trials
 from xgrid.planning.plan import Plan, Stage1Job
+from xgrid.search.resume import read_state, update_state
 from xgrid.tracking.base import FAILED, FINISHED, KILLED, RunWriter
 
 # Files of the search folder kept with the parent run: what was planned, then what came out.
 START_ARTIFACTS = ("space.yaml", "plan.json")
 END_ARTIFACTS = ("results.json", "results.csv")
 ERROR_CHARS = 5000  # an error tag holds the reason, not a whole log
+ENDED_BY_TAG = "xgrid.ended_by"  # who closed a run that its own driver could not close
+ENDED_BY_RESUME = "resume: the driver that ran it died"
+RESUMED_TAG = "xgrid.resumes"  # on the parent run: how many times the search was resumed
 RUN_STATUS = {"completed": FINISHED, "stopped": KILLED, "failed": FAILED, "cut_off": KILLED}  # TrialRecord.status -> run status
 
 
@@ -54,7 +62,7 @@ class TrackingListener(SearchListener):
         self.parent_id: str | None = None
         self.search_dir: Path | None = None
         self._open: dict[str, str] = {}  # our key -> run id, for everything not yet ended
-        self._trial_runs: dict[str, str] = {}  # trial id -> run id, of every trial of the current target
+        self._trial_runs: dict[str, str] = {}  # trial id -> run id, of every trial of the search
 
     @property
     def experiment_id(self) -> str:
@@ -74,13 +82,20 @@ class TrackingListener(SearchListener):
 
     def _start(self, key: str, name: str, tags: dict[str, str], params: dict[str, str]) -> None:
         run_id = self.writer.create_run(name, self._common_tags() | tags)
-        self.writer.log_params(run_id, params)
         self._open[key] = run_id
+        self._save()  # before anything else is logged: a driver killed from here on leaves the run findable
+        self.writer.log_params(run_id, params)
 
     def _end(self, key: str, status: str) -> None:
         run_id = self._open.pop(key, None)
         if run_id is not None:
             self.writer.end_run(run_id, status)
+            self._save()
+
+    def _save(self) -> None:
+        """The runs a resume needs to know of, in the search folder."""
+        update_state(self.search_dir, parent_run_id=self.parent_id, open_runs=dict(self._open),
+                     trial_runs=dict(self._trial_runs))
 
     def _log_files(self, names: tuple[str, ...]) -> None:
         for name in names:
@@ -90,6 +105,13 @@ class TrackingListener(SearchListener):
     # --- search ---------------------------------------------------------------------------------------------
     def search_started(self, plan: Plan, search_dir: str) -> None:
         self.space, self.search_dir = plan.space, Path(search_dir)
+        use_folder = getattr(self.writer, "use_folder", None)
+        if use_folder is not None:  # a writer that keeps a journal there (and replays what a dead driver left)
+            use_folder(self.search_dir)
+        state = read_state(self.search_dir)
+        if state.get("parent_run_id"):
+            self._resume(state)
+            return
         space, search_id = plan.space, self.search_dir.name
         self.parent_id = self.writer.create_run(
             f"search-{search_id}", {schema.STAGE: schema.SEARCH_STAGE, schema.SEARCH_ID_TAG: search_id,
@@ -99,16 +121,40 @@ class TrackingListener(SearchListener):
             "targets": ",".join(space.targets), "seeds": str(space.seeds), "cells": str(len(plan.cells)),
             "stage1_jobs": str(len(plan.trained_jobs)), "trials_per_cell": str(space.search.trials_per_cell),
             "scheduler": space.search.scheduler, "search_folder": str(self.search_dir)})
+        self._save()
         self._log_files(START_ARTIFACTS)
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        """The same search, continued by a new driver: its parent run again (reopened if it was closed), its
+        trials' runs known (the selected tag may move to one of them), and the runs the dead driver left open
+        ended KILLED, saying why. A trial among them runs again in a new run."""
+        self.parent_id = state["parent_run_id"]
+        self._trial_runs = dict(state.get("trial_runs") or {})
+        reopen = getattr(self.writer, "reopen_run", None)
+        if reopen is not None:
+            reopen(self.parent_id)
+        for key, run_id in (state.get("open_runs") or {}).items():
+            if run_id == self.parent_id:
+                continue
+            tags = {ENDED_BY_TAG: ENDED_BY_RESUME}
+            if not key.startswith("stage1:"):
+                tags[schema.STATUS_TAG] = "cut_off"  # not a finished trial: it runs again
+            self.writer.set_tags(run_id, tags)
+            self.writer.end_run(run_id, KILLED)
+        self.writer.set_tags(self.parent_id, {RESUMED_TAG: str(int(state.get("resumes", 0)) + 1)})
+        update_state(self.search_dir, resumes=int(state.get("resumes", 0)) + 1)
+        self._save()
 
     def search_finished(self, status: str) -> None:
         # Anything still open was cut off by the end of the search (interrupt, stage failure).
         for key in list(self._open):
             self._end(key, KILLED if status == KILLED else FAILED)
-        if self.parent_id is None:
-            return
-        self._log_files(END_ARTIFACTS)
-        self.writer.end_run(self.parent_id, status)
+        if self.parent_id is not None:
+            self._log_files(END_ARTIFACTS)
+            self.writer.end_run(self.parent_id, status)
+        close = getattr(self.writer, "close", None)
+        if close is not None:  # a queued writer flushes what it holds
+            close()
 
     # --- stage 1 --------------------------------------------------------------------------------------------
     def stage1_started(self, job: Stage1Job) -> None:
@@ -170,4 +216,3 @@ class TrackingListener(SearchListener):
             run_id = self._trial_runs.get(record.trial_id)
             if run_id is not None:
                 self.writer.set_tags(run_id, {schema.SELECTED_TAG: "true"})
-        self._trial_runs.clear()
