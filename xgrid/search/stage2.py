@@ -41,6 +41,15 @@ class TrialSetup:
     cells: dict[str, Cell]
     encoders: dict[str, str]  # stage-1 key -> encoder folder
     storage_path: str
+    # A search resumed after its driver died: `resume_key(cell, learning rate)` -> the last checkpoint folder of
+    # that trial's earlier attempt (`xgrid.training.phase_checkpoint.latest_checkpoint_in(trial folder)`). A new
+    # trial of the same cell and learning rate continues from it, unless Tune already has a checkpoint of its own.
+    resume_from: dict[str, str] | None = None
+
+    @staticmethod
+    def resume_key(cell_id: str, learning_rate: float) -> str:
+        # repr: a float that went through Optuna's storage comes back bit for bit, so the key matches exactly.
+        return f"{cell_id}@{float(learning_rate)!r}"
 
 
 def selection_metric(space: SearchSpace) -> str:
@@ -50,18 +59,29 @@ def selection_metric(space: SearchSpace) -> str:
 
 def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """One Tune trial: fine-tune the cell's stage-1 encoder on the target with this learning rate."""
+    import dataclasses
+
+    from xgrid.search.trial import TuneCheckpoints
+
     cell = setup.cells[config["cell"]]
-    request = stage2_request(cell, float(config["learning_rate"]), setup.space, setup.encoders[cell.stage1_key])
+    learning_rate = float(config["learning_rate"])
+    request = stage2_request(cell, learning_rate, setup.space, setup.encoders[cell.stage1_key])
+    resume = (setup.resume_from or {}).get(TrialSetup.resume_key(cell.id, learning_rate))
+    if resume:
+        request = dataclasses.replace(request, resume_from=resume)
     resources = setup.space.resources
     if not uses_ray_train(resources):
-        run_inline(request, resources, reporter=tune.report)
+        # Every epoch's checkpoint goes to Tune; a retry after the trial's process died continues from the last.
+        run_inline(request, resources, reporter=tune.report, checkpoints=TuneCheckpoints())
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
-    # Named after the cell (what the Ray dashboard's Train view shows), unique by the trial id.
-    result = torch_trainer({"request": request}, resources, f"stage2-{trial_name(cell, trial_id)}",
-                           setup.storage_path, callbacks=[TuneReportCallback()]).fit()
+    # Named after the cell (what the Ray dashboard's Train view shows), unique by the trial id; the same name when
+    # Tune retries this trial, so Train resumes from the checkpoint the dead attempt's workers left.
+    result = torch_trainer({"request": request, "checkpointing": True}, resources,
+                           f"stage2-{trial_name(cell, trial_id)}", setup.storage_path, callbacks=[TuneReportCallback()],
+                           max_failures=setup.space.search.max_failures).fit()
     if result.error:
         raise result.error
 
@@ -170,7 +190,9 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
                                     max_concurrent_trials=resources.max_concurrent_trials,
                                     reuse_actors=inline, trial_name_creator=name, trial_dirname_creator=name),
         run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
-                                  stop=StopOnRequest(stop), failure_config=tune.FailureConfig(max_failures=0)),
+                                  stop=StopOnRequest(stop),
+                                  failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     # Tune prints where its files are even at verbose=0; keep that in the search folder, out of the live view.
     try:
