@@ -56,10 +56,21 @@ class _Stage1Count(SearchListener):
 
 
 def new_search_dir(options: SearchOptions, plan: Plan) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    path = (options.output_root / plan.space.name / stamp).absolute()
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+    """A new folder named after its start time (`xgrid status` reads the time back from the name). Two searches
+    started in the same microsecond (same output dir) do not share one: `mkdir` is atomic, so the one that
+    finds the name taken moves on to the next free microsecond, and the name stays a timestamp."""
+    from datetime import timedelta
+
+    parent = (options.output_root / plan.space.name).absolute()
+    parent.mkdir(parents=True, exist_ok=True)
+    moment = datetime.now()
+    while True:
+        path = parent / moment.strftime("%Y%m%d-%H%M%S-%f")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            moment += timedelta(microseconds=1)
 
 
 def check_address(options: SearchOptions) -> None:
