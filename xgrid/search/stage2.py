@@ -77,8 +77,8 @@ def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
-    # Named after the cell (what the Ray dashboard's Train view shows), unique by the trial id; the same name when
-    # Tune retries this trial, so Train resumes from the checkpoint the dead attempt's workers left.
+    # Named after the cell (what the Ray dashboard's Train view shows), unique by the trial id. Train restarts a dead
+    # worker's group itself (max_failures), from the last checkpoint the workers reported.
     result = torch_trainer({"request": request, "checkpointing": True}, resources,
                            f"stage2-{trial_name(cell, trial_id)}", setup.storage_path, callbacks=[TuneReportCallback()],
                            max_failures=setup.space.search.max_failures).fit()
@@ -191,7 +191,10 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
                                     reuse_actors=inline, trial_name_creator=name, trial_dirname_creator=name),
         run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
                                   stop=StopOnRequest(stop),
-                                  failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
+                                  # A TorchTrainer's dead worker is retried by Train (`torch_trainer`); Tune retrying its
+                                  # driver as well would run an error that repeats (N+1)^2 times.
+                                  failure_config=tune.FailureConfig(max_failures=space.search.max_failures if inline
+                                                                    else 0),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     # Tune prints where its files are even at verbose=0; keep that in the search folder, out of the live view.

@@ -43,6 +43,10 @@ class RayTrainContext:
     def set_epoch(self, loader, epoch):
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
+        elif loader.generator is not None:
+            # One worker: Train adds no DistributedSampler. Reseeded per epoch as LocalContext does, so a one-worker
+            # TorchTrainer trial draws the same batches as the same trial run inline (and gives the same result).
+            loader.generator.manual_seed(loader.generator.initial_seed() + epoch)
 
     def full_state_dict(self, model):
         if self.strategy == "fsdp":
