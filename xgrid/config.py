@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -121,9 +122,21 @@ class Choices(Strict):
         return sorted(self.values)[len(self.values) // 2]
 
 
+def _is_number_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+        return True
+    except ValueError:
+        return False
+
+
 def _learning_rate_form(value: Any) -> str | None:
     """Pick the form from the value's shape, so an error speaks of the form the user meant, not all three."""
     if isinstance(value, FixedRate) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return "fixed"
+    if _is_number_text(value):  # '1e-3' quoted, or from JSON: the number it reads as
         return "fixed"
     if isinstance(value, (dict, Choices)):
         return "choices" if isinstance(value, Choices) or "values" in value else "range"
@@ -473,6 +486,11 @@ def _value_error_at_its_line(construct):
                                                     node.start_mark) from None
     return checked
 
+
+# YAML 1.1 (PyYAML) reads `1e-3` as a string, since its floats need a dot; YAML 1.2 and every user read it as
+# 0.001, the way learning rates are written.
+_SpaceLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                   list("-+0123456789"))
 
 for _kind in ("int", "float", "timestamp"):
     _SpaceLoader.add_constructor(f"tag:yaml.org,2002:{_kind}",
