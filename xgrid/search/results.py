@@ -12,7 +12,7 @@ from typing import Any
 
 from xgrid.config import SearchSpace
 from xgrid.events import SearchListener, TrialRecord, selected_trials
-from xgrid.search.resume import atomic_write
+from xgrid.folder_state import atomic_write
 from xgrid.tracking_schema import AGGREGATES, ENGLISH_DEV, best_metric, final_metric_name
 
 

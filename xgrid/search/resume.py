@@ -18,7 +18,6 @@ import errno
 import fcntl
 import json
 import os
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,10 @@ from typing import Any, Iterable, Iterator
 from contextlib import contextmanager
 
 from xgrid.events import TrialRecord
+from xgrid.folder_state import STATE_FILE, atomic_write, read_state, update_state  # noqa: F401 (re-exported)
 from xgrid.planning.plan import Plan
 from xgrid.tracking_schema import CELL_TAG
 
-STATE_FILE = "search_state.json"
 LOCK_FILE = "search.lock"
 RESULTS_FILE = "results.json"
 # search_state.json "status"
@@ -37,39 +36,10 @@ RUNNING, FINISHED, INTERRUPTED, FAILED = "running", "finished", "interrupted", "
 # A trial with one of these statuses in results.json is done; a cut-off one (interrupted mid-run) runs again.
 DONE_STATUSES = ("completed", "stopped", "failed")
 
-_state_lock = threading.Lock()  # the runner and the tracker update the same file from the driver
 
 
 class SearchBusy(RuntimeError):
     """Another live driver holds the search folder (one line for the user)."""
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and os.replace: a reader (or a driver killed mid-write)
-    sees the old file or the new one, never half of one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def read_state(search_dir: Path) -> dict[str, Any]:
-    """The folder's search_state.json ({} when there is none: a search from before resume existed, or one
-    that died before writing it)."""
-    try:
-        return json.loads((Path(search_dir) / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def update_state(search_dir: Path, **fields: Any) -> dict[str, Any]:
-    """Set `fields` in search_state.json, keeping the others; returns the new state."""
-    with _state_lock:
-        state = read_state(search_dir) | fields
-        atomic_write(Path(search_dir) / STATE_FILE, json.dumps(state, indent=1, sort_keys=True))
-        return state
 
 
 @contextmanager

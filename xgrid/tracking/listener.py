@@ -6,7 +6,7 @@ that is alive: trials stopped by the scheduler end KILLED, failed ones FAILED, a
 closes whatever is open before it exits. Workers never need to reach the tracking store.
 
 A driver that dies without closing anything (SIGKILL, a node lost) leaves in the search folder's
-search_state.json the parent run and the runs it had open (`xgrid.search.resume`), updated on every open and
+search_state.json the parent run and the runs it had open (`xgrid.folder_state`), updated on every open and
 close: a resumed search reuses that parent run and ends the runs left open KILLED, tagged `xgrid.ended_by`.
 """
 
@@ -19,7 +19,7 @@ from xgrid import tracking_schema as schema
 from xgrid.config import SearchSpace
 from xgrid.events import SearchListener, TrialRecord, selected_trials
 from xgrid.planning.plan import Plan, Stage1Job
-from xgrid.search.resume import read_state, update_state
+from xgrid.folder_state import read_state, update_state
 from xgrid.tracking.base import FAILED, FINISHED, KILLED, RunWriter
 
 # Files of the search folder kept with the parent run: what was planned, then what came out.
