@@ -10,7 +10,7 @@ from xgrid.planning.plan import build_plan
 from xgrid.running.local import ensure_stage1
 from xgrid.running.requests import stage1_request
 from xgrid.running.stage1_writer import read_summary, train_checkpoint
-from xgrid.running.store import MARKER, CheckpointStore
+from xgrid.running.store import MANIFEST, MARKER, CheckpointStore
 from xgrid.training.context import LocalContext
 from xgrid.training.phase import SUMMARY_FILE
 
@@ -31,7 +31,10 @@ def test_the_local_runner_commits_weights_and_the_training_record(registry, tmp_
     outcome = ensure_stage1(job, space, store)
     folder = store.fetch(job.key)
     assert outcome.trained and outcome.encoder == str(folder)
-    assert {SUMMARY_FILE, MARKER, "model.safetensors", "config.json"} <= {p.name for p in folder.iterdir()}
+    assert {SUMMARY_FILE, MARKER, MANIFEST, "model.safetensors", "config.json"} <= {p.name for p in folder.iterdir()}
+    # The training record is checksummed with the weights: everything the writer put there is in the manifest.
+    assert set(json.loads((folder / MANIFEST).read_text())["files"]) == {
+        p.name for p in folder.iterdir() if p.name not in (MARKER, MANIFEST)}
     summary = read_summary(folder)
     assert summary == json.loads(json.dumps(outcome.result.summary()))
     assert [h["epoch"] for h in summary["history"]] == [1]

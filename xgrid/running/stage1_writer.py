@@ -1,6 +1,8 @@
 """The one way a stage-1 checkpoint gets into the store, whichever process trains it (the local runner, a Ray
 task, rank 0 of a TorchTrainer): train into a staging folder, write the training record beside the weights,
-commit under the content key. A checkpoint written by any path therefore has the same files under its key.
+commit under the content key (the store adds a manifest of every file's size and sha256, the training record
+included, which every later fetch checks). A checkpoint written by any path therefore has the same files under
+its key.
 """
 
 from __future__ import annotations
