@@ -239,3 +239,23 @@ def test_the_tracker_reuses_the_parent_and_ends_what_the_dead_driver_left_open(t
     assert runs[parent].status == "FINISHED" and len([r for r in runs.values() if r.status == "RUNNING"]) == 0
     assert len(runs) == 4  # parent + t0 + t1 (killed) + t2: no second parent
     assert read_state(search_dir)["open_runs"] == {}
+
+
+def test_a_rerun_trial_continues_from_the_last_checkpoint_its_earlier_attempt_left(tmp_path):
+    from xgrid.search.resume import earlier_checkpoints
+
+    trials = [asked(0, A, 0.1, "RUNNING", "t0"), asked(1, B, 0.2, "RUNNING", "t1")]
+    queue = plan_queue(POINTS, trials, [], 3)
+    (tmp_path / "t0" / "checkpoint_000001").mkdir(parents=True)  # t1 died before its first checkpoint
+    folders = lambda cell, trial_id: [tmp_path / "missing", tmp_path / trial_id]
+    latest = lambda folder: next(iter(sorted(folder.glob("checkpoint_*"))), None)
+    assert earlier_checkpoints(queue, folders, latest) == {(A, 0.1): str(tmp_path / "t0" / "checkpoint_000001")}
+
+
+def test_a_failure_mid_search_keeps_every_trial_finished_before_it(tmp_path, plan):
+    cells = udpos(plan)
+    results = ResultsFile(tmp_path, plan.space)
+    with pytest.raises(RuntimeError):
+        results.trial_finished(record("t0", cells[0], 0.001))
+        raise RuntimeError("the tracking store went away")  # nothing after this line runs for the search
+    assert [t["trial_id"] for t in json.loads((tmp_path / "results.json").read_text())["trials"]] == ["t0"]

@@ -175,7 +175,8 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
                                 storage=storage, study_name=study_name, seed=space.search.sampler_seed,
                                 cells=by_id, stopped_early=stopped)
     events = TuneEvents(by_id, listener, stopped, stop)
-    setup = TrialSetup(space, by_id, encoders, storage_path)
+    setup = TrialSetup(space, by_id, encoders, storage_path,
+                       resume_from=_earlier_checkpoints(queue, by_id, storage_path, target) or None)
     resources = space.resources
     inline = not uses_ray_train(resources)
     # An inline trial computes in its own process, so it holds its CPUs. A ray_train trial only drives a
