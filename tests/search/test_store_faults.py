@@ -69,11 +69,10 @@ def scores(outcome) -> dict:
     return {name: value for name, value in record.metrics.items() if isinstance(value, float) and "." in name}
 
 
-# Each case is a whole search (about a minute on 2 busy CPUs): the flipped byte, the fault that used to give
-# silently wrong results, runs in the default suite; truncation, also covered file by file in
-# tests/running/test_store.py, runs with the slow ones.
-@pytest.mark.parametrize("damage", [pytest.param(truncate, id="truncated", marks=pytest.mark.slow),
-                                    pytest.param(flip_middle_byte, id="flipped")])
+# Each case is two whole searches on first use (the undamaged one is shared), about 100 s each on 2 busy CPUs:
+# slow. The same damage, done for real to real files, is checked in seconds in tests/running/test_store.py.
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [truncate, flip_middle_byte], ids=["truncated", "flipped"])
 def test_a_damaged_checkpoint_is_quarantined_retrained_and_gives_the_same_results(first, damage, tmp_path,
                                                                                   registry, capfd):
     before, space, key, files, store = first
