@@ -110,9 +110,9 @@ class MlflowWriter:
         if (tracking_uri or "").startswith(("http://", "https://")):
             for name, value in HTTP_CLIENT_SETTINGS.items():
                 os.environ.setdefault(name, value)
-        self.client = MlflowClient(tracking_uri)
         self.tracking_uri = tracking_uri
-        with store_lock(tracking_uri):  # the first call below creates (migrates) a new SQLite store
+        with store_lock(tracking_uri):  # the client creates (migrates) a new SQLite store
+            self.client = MlflowClient(tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id: str = found.experiment_id if found else self.client.create_experiment(
                 experiment, artifact_location=local_artifact_location(tracking_uri, experiment))

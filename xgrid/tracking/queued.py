@@ -121,13 +121,14 @@ class QueuedWriter:
             self._cond.wait_for(lambda: not self._queue, timeout)
             return len(self._queue)
 
-    def close(self, timeout: float = CLOSE_TIMEOUT) -> int:
-        """The end of the search: write what can be written within `timeout` seconds, then stop the thread.
+    def close(self, timeout: float | None = None) -> int:
+        """The end of the search: write what can be written within `timeout` seconds (CLOSE_TIMEOUT when None),
+        then stop the thread.
         Returns how many writes are still pending: they stay in the journal (`journal`) for a later `use_folder`
         on the same folder. A call made after close starts the thread again."""
         with self._cond:
             self._closed = True
-            self._cond.wait_for(lambda: not self._queue, timeout)
+            self._cond.wait_for(lambda: not self._queue, CLOSE_TIMEOUT if timeout is None else timeout)
             self._stop = True
             self._cond.notify_all()
             left = len(self._queue)
