@@ -1,6 +1,7 @@
 """The learning-rate forms own what the search does with them: their Optuna distribution, the trials enqueued
 per cell, and the one value a plain run uses. A bare number stays a bare number in the resolved space."""
 
+import re
 from pathlib import Path
 
 import optuna.distributions as d
@@ -123,3 +124,101 @@ def test_search_and_prefetch_refuse_an_unused_local_path_with_one_line(registry,
     path.write_text(yaml.safe_dump(HUB | {"local_paths": {"paws": str(tmp_path)}}))
     for command in (["search", str(path), "--dry-run"], ["prefetch", str(path), "--dry-run"]):
         one_line_error(CliRunner().invoke(app, command), "local_paths.paws: task 'paws' is not read by this space")
+
+
+# --- the loader: YAML read the way a user means it, or refused in one line ---------------------------------
+from xgrid.config import MAX_SPACE_VALUES, SpaceError, load_space  # noqa: E402
+
+SPACE_TEXT = """\
+name: lr
+base_models: [{name: tiny}]
+intermediates: [none]
+targets: [mb_udpos]
+seeds: [0]
+target_training: {learning_rate: 0.001}
+"""
+
+
+def load_text(tmp_path, text, registry=None):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return load_space(path, registry)
+
+
+def test_a_key_given_twice_is_an_error_naming_the_key_and_both_lines(tmp_path):
+    with pytest.raises(SpaceError, match=r"\(line 7, column 1\): duplicate key 'seeds' \(first given on line 5\)"):
+        load_text(tmp_path, SPACE_TEXT + "seeds: [1]\n")
+
+
+def test_merge_keys_still_override_as_yaml_defines(tmp_path):
+    text = SPACE_TEXT.replace("target_training: {learning_rate: 0.001}",
+                              "defaults: &d {learning_rate: 0.001, epochs: 2}\ntarget_training: {<<: *d, epochs: 5}")
+    # `defaults` is not a field: the merge itself read fine, and the override won
+    with pytest.raises(SpaceError, match="^defaults: unknown field$"):
+        load_text(tmp_path, text)
+    assert load_text(tmp_path, SPACE_TEXT.replace("target_training: {learning_rate: 0.001}",
+                                                  "target_training: &t {learning_rate: 0.001, epochs: 2}\n"
+                                                  "intermediate_training: {<<: *t, epochs: 5}")
+                     ).intermediate_training.epochs == 5
+
+
+def test_aliases_are_fine_until_they_explode(tmp_path):
+    assert load_text(tmp_path, SPACE_TEXT.replace("name: lr", "name: &n lr") + "description: *n\n").description == "lr"
+    levels = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]"
+                                                           for i in range(1, 8)]
+    with pytest.raises(SpaceError, match=f"aliases expand to more than {MAX_SPACE_VALUES:,} values"):
+        load_text(tmp_path, SPACE_TEXT + "\n".join(levels) + "\n")
+    with pytest.raises(SpaceError, match="refers to a value that contains it"):
+        load_text(tmp_path, SPACE_TEXT + "description: &d {a: *d}\n")
+
+
+@pytest.mark.parametrize("written,value", [("1e-3", 0.001), ("5E-4", 0.0005), ("'1e-3'", 0.001), ("0.002", 0.002)])
+def test_a_learning_rate_reads_as_users_write_it(tmp_path, written, value):
+    text = SPACE_TEXT.replace("{learning_rate: 0.001}", f"{{learning_rate: {written}}}")
+    assert load_text(tmp_path, text).target_training.learning_rate.value == value
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("target_training", {"learning_rate": float("inf")}, "target_training.learning_rate.fixed: Input should be a finite number"),
+    ("target_training", {"learning_rate": 1e-3, "grad_clip": float("nan")}, "target_training.grad_clip: Input should be a finite number"),
+    ("target_training", {"learning_rate": {"low": 1e-4, "high": float("inf")}}, "learning_rate.range.high: Input should be a finite number"),
+    ("search", {"reduction_factor": float("inf")}, "search.reduction_factor: Input should be a finite number"),
+    ("search", {"sampler_seed": 2**32}, "search.sampler_seed: Input should be less than 4294967296"),
+    ("seeds", [2**32], "seeds[0]: Input should be less than 4294967296"),
+    ("microbench_seed", 2**64, "microbench_seed: Input should be less than 4294967296"),
+    ("retrieval", {"layer": -1}, "retrieval.layer: Input should be greater than or equal to 0"),
+    ("retrieval", {"layer": 10**6}, "retrieval.layer: Input should be less than or equal to 256"),
+    ("resources", {"cpus_per_worker": float("inf")}, "resources.cpus_per_worker: Input should be a finite number"),
+])
+def test_numbers_are_finite_and_in_range(registry, field, value, message):
+    data = BASE | {"target_training": {"learning_rate": 0.001}} | {field: value}
+    with pytest.raises(SpaceError, match=re.escape(message)):
+        parse_space(data, registry)
+
+
+def test_the_largest_seed_is_accepted(registry):
+    space = parse_space(BASE | {"seeds": [2**32 - 1], "target_training": {"learning_rate": 0.001}}, registry)
+    assert space.seeds == [2**32 - 1]
+
+
+def test_200000_seeds_are_checked_in_one_pass(registry):
+    """The duplicate checks count (they were O(n^2) with list.count); the grid-size check then refuses it."""
+    data = BASE | {"target_training": {"learning_rate": 0.001}}
+    with pytest.raises(SpaceError, match="^seeds: duplicate entries: 3, 5$"):
+        parse_space(data | {"seeds": list(range(200_000)) + [5, 3]}, registry)
+    with pytest.raises(SpaceError, match=r"the grid has 200,000 cells .* 1 x 1 x 1 x 200000\), more than the 100,000"):
+        parse_space(data | {"seeds": list(range(200_000))}, registry)
+    assert len(parse_space(data | {"seeds": list(range(100_000))}, registry).seeds) == 100_000
+
+
+def test_the_file_is_checked_before_yaml_reads_it(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(SPACE_TEXT.encode() + b"description: \xff\n")
+    with pytest.raises(SpaceError, match=r"not UTF-8 text: byte 0xff at offset 143 \(line 7\)"):
+        load_space(path)
+    path.write_bytes(b"\xef\xbb\xbf" + SPACE_TEXT.encode())  # a UTF-8 byte-order mark is fine
+    assert load_space(path).name == "lr"
+    with pytest.raises(SpaceError, match="is a folder, not a search space file"):
+        load_space(tmp_path)
+    with pytest.raises(SpaceError, match="the file is empty"):
+        load_text(tmp_path, "# nothing but a comment\n")
