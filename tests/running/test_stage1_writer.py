@@ -48,3 +48,18 @@ def test_a_failing_writer_leaves_no_checkpoint_and_no_staging_folder(registry, t
         train_checkpoint(stage1_request(job, space, tiny_model), job.key, store, LocalContext())
     assert not store.has(job.key)
     assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_the_local_runner_retrains_a_corrupt_checkpoint_instead_of_loading_it(registry, tmp_path, capsys):
+    space, job = job_for(registry, "mb_chunk")
+    store = CheckpointStore(tmp_path)
+    ensure_stage1(job, space, store)
+    weights = store.fetch(job.key) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
+    weights.write_bytes(bytes(data))
+    outcome = ensure_stage1(job, space, CheckpointStore(tmp_path))  # a new process would see the same
+    assert outcome.trained
+    assert "model.safetensors" in capsys.readouterr().err
+    assert list((tmp_path / "quarantine").iterdir())
+    assert not ensure_stage1(job, space, CheckpointStore(tmp_path)).trained  # the retrained copy verifies

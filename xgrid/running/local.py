@@ -4,6 +4,7 @@ language. What a researcher calls to check one configuration, and what benchmark
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,11 @@ def ensure_stage1(job: Stage1Job, space: SearchSpace, store: CheckpointStore,
     base = base_model_source(job.base_model, space, store.local)
     if not job.trains:
         return Stage1Outcome(job.key, base, False, None)
-    if store.has(job.key):
-        return Stage1Outcome(job.key, str(store.fetch(job.key)), False, None)
+    # A corrupt checkpoint is quarantined by `find` and trained again here, as stage 1 of a search does.
+    folder = store.find(job.key, on_corrupt=lambda bad: print(
+        f"warning: {bad}; moved to {bad.moved_to}; training it again", file=sys.stderr))
+    if folder is not None:
+        return Stage1Outcome(job.key, str(folder), False, None)
     result = train_checkpoint(stage1_request(job, space, base), job.key, store, ctx or LocalContext())
     return Stage1Outcome(job.key, str(store.fetch(job.key)), True, result)
 
