@@ -100,3 +100,20 @@ def test_mlflow_errors_become_tracking_errors(writer):
     with pytest.raises(TrackingError) as info:
         writer.log_params(run_id, {"a": "2"})  # MLflow refuses to change a param
     assert "\n" not in str(info.value) and not isinstance(info.value, NotFoundError)
+
+
+def test_a_server_that_does_not_answer_is_unreachable_and_a_refusal_is_not(writer):
+    import socket
+
+    from xgrid.tracking import UnreachableError
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UnreachableError, match="Connection refused"):
+        MlflowWriter(f"http://127.0.0.1:{port}", "exp")  # MLflow's own retries are off: fails at once, not in minutes
+    run_id = writer.create_run("r", {})
+    writer.log_params(run_id, {"a": "1"})
+    with pytest.raises(TrackingError) as info:
+        writer.log_params(run_id, {"a": "2"})
+    assert not isinstance(info.value, UnreachableError)  # the queue records it as refused and goes on
