@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -87,6 +88,7 @@ def run_refused(tmp_path: Path, space: Path, *fragments: str, flags: tuple[str, 
         (tmp_path / "ray-tmp-is-a-file").write_text("")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("RAY_TMPDIR", str(tmp_path / "ray-tmp-is-a-file"))
+            patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # what is not cached cannot be downloaded
             result = runner.invoke(app, ["search", str(space), "--output-dir", str(tmp_path / "runs"), *flags])
         assert not ray.is_initialized()
     errors = refused(result, *fragments, lines=lines)
@@ -143,6 +145,25 @@ def test_a_hub_id_not_in_the_local_cache_stops_the_run_and_the_dry_run_warns(tmp
     assert dry.exit_code == 0, dry.output
     [warning] = [line for line in dry.stderr.splitlines() if line.startswith("warning: ")]
     assert "xgrid-test/not-cached" in warning and "a run on this machine stops on this" in warning
+
+
+@pytest.mark.parametrize("hub_answers", [True, False])
+def test_an_uncached_hub_model_is_no_problem_for_a_run_that_can_download_it(hub_answers, monkeypatch, registry):
+    """Online, training downloads what the cache lacks: pre-flight asks the hub once and stops only when it does
+    not answer (offline, the other tests, it never asks)."""
+    from xgrid.data import hub
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    asked = []
+    monkeypatch.setattr(hub, "probe_hub", lambda repo, kind: asked.append((repo, kind)) or (
+        None if hub_answers else "ConnectionError: no route to host"))
+    plan = build_plan(parse_space(with_model("xgrid-test/not-cached"), registry), registry)
+    if hub_answers:
+        preflight(plan)
+    else:
+        with pytest.raises(PreflightError, match="xgrid-test/not-cached"):
+            preflight(plan)
+    assert asked == [("xgrid-test/not-cached", "model")]
 
 
 def test_a_retrieval_layer_the_model_lacks_stops_the_run_and_the_dry_run(tmp_path):

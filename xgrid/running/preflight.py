@@ -6,6 +6,8 @@ for a hub id); `retrieval.layer` exists in every base model; every dataset split
 and source loads training uses); every `local_paths` folder exists and its task reads it; the resources a trial
 asks for fit this machine (local Ray) or the cluster (`check_placeable`, after `ray.init`). Each problem is one
 line naming the model, dataset or field; all of them are reported together, and a run never starts on them.
+What is missing from the Hugging Face cache only stops a run that cannot download it (offline, or the hub does
+not answer one probe): online, training downloads it, as it always has.
 
 A dry run plans a space where it may not run (a laptop, for a cluster): there, what this machine *lacks* (a
 folder, a cache entry, a GPU) is a warning, and only what is wrong wherever the space runs (a folder that is
@@ -36,6 +38,9 @@ class Problem:
     # True: this machine lacks something (a folder, a cache entry, a GPU) that the machine a space runs on may
     # have; False: wrong wherever the space runs.
     here: bool = False
+    # (repo, "model" or "dataset") when the hub could supply what is missing: a real run that can reach the hub
+    # downloads it (as training would), so it stops on this only offline or with the hub out of reach.
+    hub_repo: tuple[str, str] | None = None
 
 
 def preflight(plan: Plan, dry_run: bool = False, address: str | None = None,
@@ -48,13 +53,27 @@ def preflight(plan: Plan, dry_run: bool = False, address: str | None = None,
         resources = plan.space.resources
         available = local_resources(count_gpus=resources.gpus_per_worker > 0)
         problems += [Problem(line, here=True) for line in resource_problems(resources, available)]
+    if not dry_run:
+        problems = _without_downloadable(problems)
     if not problems:
         return
     if dry_run and all(p.here for p in problems):
         for p in problems:
-            (warn or _stderr)(f"warning: {p.line} (a run on this machine stops on this)")
+            unless = ", unless the Hugging Face hub answers: then it downloads it" if p.hub_repo else ""
+            (warn or _stderr)(f"warning: {p.line} (a run on this machine stops on this{unless})")
         return
     raise PreflightError("\n".join(dict.fromkeys(p.line for p in problems)))
+
+
+def _without_downloadable(problems: list[Problem]) -> list[Problem]:
+    """Drop what the run would download, when the hub answers (one probe; none when offline or nothing is
+    missing). A dry run never asks the hub: it warns of them all."""
+    from xgrid.data.hub import hub_offline, probe_hub
+
+    fetchable = [p for p in problems if p.hub_repo]
+    if not fetchable or hub_offline() or probe_hub(*fetchable[0].hub_repo) is not None:
+        return problems
+    return [p for p in problems if not p.hub_repo]
 
 
 def _stderr(line: str) -> None:
@@ -71,12 +90,14 @@ def model_problems(space: SearchSpace) -> list[Problem]:
         if base.source == EMBEDDED_TINY:  # built from a config object: nothing to load (and no torch import)
             layers, problem, here = TinyModelConfig().num_layers, None, False
         else:
-            from xgrid.models.loading import check_model
+            from xgrid.models.loading import HUB_ID, check_model
 
             check = check_model(base.source)
             layers, problem, here = check.layers, check.problem, check.absent
         if problem:
-            problems.append(Problem(f"{label}: {problem}", here))
+            # not here, and named like a hub id: the hub may have it (a folder that is not here, it cannot)
+            hub = here and not os.path.exists(os.path.expanduser(base.source)) and HUB_ID.match(base.source)
+            problems.append(Problem(f"{label}: {problem}", here, (base.source, "model") if hub else None))
         if layers is not None and (line := layer_problem(space.retrieval.layer, layers, label)):
             problems.append(Problem(line))
     return problems
@@ -104,7 +125,7 @@ def data_problems(plan: Plan) -> list[Problem]:
                 for line in missing_local_paths(space)]
     absent = {name for name, path in space.local_paths.items() if not os.path.exists(path)}
     ctx = load_context(space)
-    uncached: dict[str, list[str]] = {}  # task -> the hub reads missing from the cache
+    uncached: dict[str, list[Any]] = {}  # task -> the hub reads missing from the cache
     broken: dict[str, str] = {}  # task -> the first thing its local data lacks
     seen: set = set()
     for task, need in dataset_needs(plan):
@@ -127,15 +148,16 @@ def data_problems(plan: Plan) -> list[Problem]:
         problems += _hub_problems(task, need, ctx, seen, uncached)
     for name, parts in uncached.items():
         more = f" and {len(parts) - SHOWN_PER_TASK} more" if len(parts) > SHOWN_PER_TASK else ""
-        shown = "; ".join(parts[:SHOWN_PER_TASK])
+        shown = "; ".join(f"{p.path} config {p.config_label} split {p.split!r}" for p in parts[:SHOWN_PER_TASK])
         problems.append(Problem(
             f"task {name}: {len(parts)} dataset split(s) are not in the local Hugging Face cache ({shown}{more}); "
             f"on a machine with internet run `{PREFETCH}` and share its HF_HOME, or write copies with "
-            f"`{PREFETCH} --to DIR` and name them in local_paths.{name}", here=True))
+            f"`{PREFETCH} --to DIR` and name them in local_paths.{name}", here=True,
+            hub_repo=(parts[0].path, "dataset")))
     return problems
 
 
-def _hub_problems(task, need, ctx, seen: set, uncached: dict[str, list[str]]) -> list[Problem]:
+def _hub_problems(task, need, ctx, seen: set, uncached: dict[str, list[Any]]) -> list[Problem]:
     from xgrid.data.hub import DatasetNotCachedError, hub_parts, load_part
     from xgrid.data.sources import MissingSplitError
 
@@ -149,7 +171,7 @@ def _hub_problems(task, need, ctx, seen: set, uncached: dict[str, list[str]]) ->
         except MissingSplitError:
             continue  # no such split on the hub: the task skips it
         except DatasetNotCachedError:
-            uncached.setdefault(task.name, []).append(f"{part.path} config {part.config_label} split {part.split!r}")
+            uncached.setdefault(task.name, []).append(part)
         except Exception as err:  # noqa: BLE001
             problems.append(Problem(f"task {task.name}: {part.path} config {part.config_label} split {part.split!r} "
                                     f"cannot be read from the cache ({type(err).__name__}: {_one_line(err)})"))
