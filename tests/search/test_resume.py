@@ -259,3 +259,24 @@ def test_a_failure_mid_search_keeps_every_trial_finished_before_it(tmp_path, pla
         results.trial_finished(record("t0", cells[0], 0.001))
         raise RuntimeError("the tracking store went away")  # nothing after this line runs for the search
     assert [t["trial_id"] for t in json.loads((tmp_path / "results.json").read_text())["trials"]] == ["t0"]
+
+
+def test_a_trial_tune_restarts_after_its_worker_died_keeps_its_one_run(plan):
+    from types import SimpleNamespace
+
+    from xgrid.events import SearchListener
+    from xgrid.search.tune_events import TuneEvents
+
+    cell = udpos(plan)[0]
+    started = []
+
+    class Listener(SearchListener):
+        def trial_started(self, record):
+            started.append(record.trial_id)
+
+    events = TuneEvents({cell.id: cell}, Listener(), stopped_early=set())
+    trial = SimpleNamespace(trial_id="t1", config={"cell": cell.id, "learning_rate": 0.001})
+    events.on_trial_start(0, [], trial)
+    events.on_trial_result(0, [], trial, {schema.EPOCH: 1})
+    events.on_trial_start(0, [], trial)  # Tune's retry (search.max_failures) starts the same trial again
+    assert started == ["t1"]

@@ -245,6 +245,8 @@ def _search_locked(plan: Plan, options: SearchOptions, on_ready, dashboard: str 
     try:
         with stop_on_signals() as stop:
             events.search_started(plan, str(search_dir))
+            for record in (r for rs in done.values() for r in rs):
+                events.trial_restored(record)
             encoders = run_stage1(plan, options.store, storage_path, events)
             for target in plan.space.targets:
                 try:

@@ -64,6 +64,9 @@ class TuneEvents(Callback):
         return self.records[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        # Tune starts a trial again after its worker died (search.max_failures): the same trial, the same run.
+        if trial.trial_id in self.records:
+            return
         self.listener.trial_started(self._record(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
