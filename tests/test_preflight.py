@@ -118,9 +118,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {"slow": slow, "junk": junk, "file": root / "a-file"}
 
 
-def test_a_base_model_folder_that_does_not_exist_stops_the_run(tmp_path):
+def test_a_base_model_folder_that_does_not_exist_stops_the_run_and_the_dry_run(tmp_path):
     space = write(tmp_path, with_model(str(tmp_path / "no-such-model")))
     run_refused(tmp_path, space, "base_models[0] (m)", "no-such-model", "does not exist on this machine")
+    # The first finding: a folder that does not exist passed --dry-run.
+    refused(runner.invoke(app, ["search", str(space), "--dry-run"]), "no-such-model")
 
 
 def test_a_folder_that_is_not_a_model_stops_the_run_and_the_dry_run(tmp_path, models):

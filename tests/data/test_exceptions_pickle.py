@@ -17,8 +17,7 @@ from xgrid.data.sources import LocalDataMissingError
 
 PACKAGE = Path(xgrid.__file__).resolve().parent
 # Those that cannot pickle yet, with why; a strict xfail fails once one is fixed, so the entry is then removed.
-NOT_YET = {"xgrid.tasks.registry.UnknownTaskError": "its __init__ takes (name, suggestions) and it defines no "
-                                                    "__reduce__: the fix belongs to xgrid/tasks/registry.py"}
+NOT_YET: dict[str, str] = {}  # class -> why it cannot pickle yet (an expected failure, strict: fixed means removed)
 
 
 def exception_classes() -> list[type[BaseException]]:

@@ -10,8 +10,9 @@ What is missing from the Hugging Face cache only stops a run that cannot downloa
 not answer one probe): online, training downloads it, as it always has.
 
 A dry run plans a space where it may not run (a laptop, for a cluster): there, what this machine *lacks* (a
-folder, a cache entry, a GPU) is a warning, and only what is wrong wherever the space runs (a folder that is
-not a model, a slow tokenizer, a layer the model does not have, a copy that lacks a split) stops it.
+hub model or dataset not in the cache, a `local_paths` copy, a GPU) is a warning, and what is wrong wherever
+the space runs (a base model folder that does not exist or is not a model, a slow tokenizer, a layer the model
+does not have, a copy that lacks a split) stops it.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def model_problems(space: SearchSpace) -> list[Problem]:
         if problem:
             # not here, and named like a hub id: the hub may have it (a folder that is not here, it cannot)
             hub = here and not os.path.exists(os.path.expanduser(base.source)) and HUB_ID.match(base.source)
-            problems.append(Problem(f"{label}: {problem}", here, (base.source, "model") if hub else None))
+            # A folder that does not exist stops a dry run too: a space names the folder it will load, and a typo
+            # there is the most common way to lose a whole run. Only a hub id may be fetched elsewhere.
+            problems.append(Problem(f"{label}: {problem}", bool(hub), (base.source, "model") if hub else None))
         if layers is not None and (line := layer_problem(space.retrieval.layer, layers, label)):
             problems.append(Problem(line))
     return problems

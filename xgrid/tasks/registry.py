@@ -23,6 +23,9 @@ class UnknownTaskError(KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
 
+    def __reduce__(self):  # a pickled copy (Ray's) is rebuilt from both arguments, not from the message alone
+        return (type(self), (self.name, self.suggestions))
+
 
 @dataclass(frozen=True)
 class TaskSelection:
