@@ -306,7 +306,7 @@ class SearchSpace(Strict):
             problems += _task_problem(registry, name, f"targets[{i}]", want_target=True)
         read = _tasks_read(self, registry)
         for name in self.local_paths:
-            problems += (_task_problem(registry, name, f"local_paths.{name}", want_target=None)
+            problems += (_task_problem(registry, name, "local_paths" + _loc_part(name), want_target=None)
                          or _local_path_problem(registry, name, read))
         if problems:
             raise ValueError("\n".join(problems))
@@ -378,7 +378,7 @@ def _tasks_read(space: "SearchSpace", registry: Any) -> set[str]:
 
 
 def _local_path_problem(registry: Any, name: str, read: set[str]) -> list[str]:
-    path = f"local_paths.{name}"
+    path = "local_paths" + _loc_part(name)
     task = registry.select(name).task
     if task.name != name:
         return [f"{path}: name the task, not a language variant: local_paths.{task.name}"]
@@ -417,7 +417,7 @@ def format_validation_error(err: ValidationError) -> str:
     (task names) write their own paths, so their messages pass through unprefixed."""
     lines = []
     for e in err.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
+        loc = "".join(_loc_part(p) for p in e["loc"]).lstrip(".")
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field" + _did_you_mean(str(e["loc"][-1]), _ALL_FIELDS)
@@ -425,6 +425,13 @@ def format_validation_error(err: ValidationError) -> str:
             msg = "required field is missing"
         lines += [f"{loc}: {m}" if loc else m for m in msg.split("\n")]
     return "\n".join(dict.fromkeys(lines))
+
+
+def _loc_part(part: Any) -> str:
+    """`.field`, `[2]`, or `['a key\\nwith a newline']`: a key from the file never breaks its problem's line."""
+    if isinstance(part, int):
+        return f"[{part}]"
+    return f".{part}" if str(part).isprintable() and str(part).strip() == str(part) and str(part) else f"[{str(part)!r}]"
 
 
 def _did_you_mean(name: str, options: list[str]) -> str:
