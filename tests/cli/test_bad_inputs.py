@@ -211,6 +211,10 @@ FLAG_CASES = [
     (["--trial-backend", "inlne"], "--trial-backend 'inlne': not one of auto, ray_train, inline; did you mean 'inline'?"),
     (["--trial-backend", "slurm"], "--trial-backend 'slurm': not one of auto, ray_train, inline"),
     (["--trial-backend", ""], "--trial-backend '': not one of auto, ray_train, inline"),
+    # Refused by the command line parser itself, before xgrid sees the command: one line all the same.
+    (["--format", "xml"], "Invalid value for '--format': 'xml' is not one of 'table', 'json'"),
+    (["--max-concurent", "2"], "No such option: --max-concurent"),
+    (["--dry-run=yes"], "Option '--dry-run' does not take a value"),
 ]
 
 
