@@ -61,3 +61,19 @@ def test_library_log_lines_are_written_redacted(tmp_path, monkeypatch):
     text = (tmp_path / "search.log").read_text()
     assert "connecting to postgresql://u:***@db/x with ***" in text
     assert "planted" not in text
+
+
+def test_the_command_line_prints_no_secret(tmp_path, monkeypatch):
+    """A planted S3 key in the environment and a password in the tracking URI: neither is in what `xgrid search`
+    prints, on stdout or stderr, whatever it prints (here a refusal that names the URI)."""
+    from typer.testing import CliRunner
+
+    from xgrid.cli import app
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "planted-s3-key-98765")
+    store = tmp_path / "store-planted-s3-key-98765"  # a secret can reach a message through any path or value
+    result = CliRunner().invoke(app, ["search", "--tracking-uri", "bogus://xgrid:planted-password@127.0.0.1:1",
+                                      "--store-root", str(store), "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "bogus://xgrid:***@127.0.0.1:1" in result.stderr and "store-***" in result.output
+    assert "planted" not in result.stdout + result.stderr

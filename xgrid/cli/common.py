@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.console import Console
 from pydantic import ValidationError
 
 from xgrid.config import Resources, SearchSpace, SpaceError, format_validation_error, load_space
+from xgrid.redaction import redact
 from xgrid.spaces import resolve_space
 from xgrid.tasks import TaskRegistry
 
@@ -25,13 +27,31 @@ from xgrid.tasks import TaskRegistry
 LOG_WIDTH = 10_000
 
 
+class RedactedStream:
+    """sys.stdout or sys.stderr, looked up at each write (a test runner swaps them), with secrets masked
+    (`xgrid.redaction`): a tracking URI's password or an S3 key never reaches a terminal or a log."""
+
+    def __init__(self, stderr: bool):
+        self.stderr = stderr
+
+    @property
+    def stream(self):
+        return sys.stderr if self.stderr else sys.stdout
+
+    def write(self, text: str) -> int:
+        return self.stream.write(redact(text))
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding ... of the stream of the moment
+        return getattr(self.stream, name)
+
+
 def _console(stderr: bool = False) -> Console:
     """A console that fits the terminal, or, writing to a pipe or a file, the content.
 
     Rich falls back to 80 columns when it cannot see a terminal, which folds a table's cells into slivers and
     breaks paths across lines in a log. An explicit COLUMNS still wins (tests and users set it on purpose).
     """
-    console = Console(stderr=stderr)
+    console = Console(file=RedactedStream(stderr), stderr=stderr)
     if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
         console.width = LOG_WIDTH
     return console

@@ -212,7 +212,7 @@ def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
         ui = f"open {uri} in a browser"
     else:
         ui = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
-    return [
+    lines = [
         f"stage 1: {outcome.stage1_trained + outcome.stage1_reused} checkpoints ({outcome.stage1_trained} trained, "
         f"{outcome.stage1_reused} reused from the store)",
         f"stage 2: {len(trials)} trials ({count('completed', trials)} completed, {count('stopped', trials)} "
@@ -225,3 +225,8 @@ def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
         f"  status: xgrid status {shlex.quote(str(folder))}",
         f"  Optuna studies: optuna-dashboard {shlex.quote(f'sqlite:///{folder}/optuna.db')}",
     ]
+    pending = getattr(tracker.writer, "pending", 0)  # writes the tracking store did not take (it stopped answering)
+    if pending:
+        lines.insert(3, f"  {pending} tracking writes are pending in {tracker.writer.journal}; they are logged when "
+                        f"`xgrid search --resume {shlex.quote(str(folder))}` runs")
+    return lines

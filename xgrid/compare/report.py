@@ -324,4 +324,7 @@ def log_report(report_files: list[Path], experiment: str, tracking_uri: str | No
     writer = open_writer(tracking_uri, exp.name)  # the experiment exists: found above, by name or id
     for path in report_files:
         writer.log_artifact(run_id, path, ARTIFACT_DIR)
+    # The writer queues (xgrid.tracking.queued): the report is logged once close() has drained it.
+    if getattr(writer, "close", lambda: 0)():
+        raise CompareError(f"the report could not be logged at {tracking_uri}: the store does not answer")
     return run_id
