@@ -269,3 +269,21 @@ def test_open_writer_queues_and_a_reader_sees_what_was_written(memory_backend): 
     reader = open_reader("memory:q")  # waits for this process's writes to the store
     assert reader.find_parent_run("0") == writer.real_id(run)
     writer.close()
+
+
+def test_tags_params_and_text_artifacts_reach_the_store_and_the_journal_without_secrets(tmp_path, monkeypatch):
+    """A secret in the environment or a URI password, planted in a tag, a param and an artifact's text."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "planted-s3-key-55555")
+    inner = FakeWriter()
+    writer = QueuedWriter(inner)
+    writer.use_folder(tmp_path / "search")
+    run = writer.create_run("r", {"uri": "postgresql://u:planted-pw@db/m"})
+    writer.log_params(run, {"folder": "/data/planted-s3-key-55555/x"})
+    artifact = tmp_path / "plan.json"
+    artifact.write_text('{"store": "s3://AKIA:planted-pw@bucket"}')
+    writer.log_artifact(run, artifact)
+    assert writer.close() == 0
+    stored = repr(inner.store.runs)
+    journal = "".join(p.read_text(errors="replace") for p in (tmp_path / "search").rglob("*") if p.is_file())
+    assert "planted" not in stored and "planted" not in journal
+    assert "postgresql://u:***@db/m" in stored

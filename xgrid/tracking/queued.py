@@ -39,6 +39,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from xgrid.redaction import redact, redact_mapping
 from xgrid.tracking.base import RunWriter, TrackingError, UnreachableError
 
 JOURNAL_DIR = "tracking-journal"
@@ -188,8 +189,10 @@ class QueuedWriter:
                     if Path(value).is_file():  # copied now: the search may rewrite it before the store answers
                         copy = Path(FILES_DIR) / op["id"] / Path(value).name
                         (folder / copy).parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(value, folder / copy)
+                        _copy_redacted(Path(value), folder / copy)
                         files[name] = str(copy)
+                elif name in ("tags", "params") and isinstance(value, dict):
+                    arguments[name] = redact_mapping(value)  # neither MLflow nor the journal holds a secret
             op["arguments"] = json.loads(json.dumps(arguments, default=str))  # what the journal can hold
             if files:
                 op["files"] = files
@@ -292,6 +295,21 @@ class QueuedWriter:
             except ValueError:
                 pass
             self._cond.notify_all()
+
+
+def _copy_redacted(source: Path, target: Path, text_limit: int = 64 * 2**20) -> None:
+    """An artifact as the store will keep it: a text file (space.yaml, plan.json, results) with its secrets
+    masked (`xgrid.redaction`), anything else byte for byte."""
+    if source.stat().st_size <= text_limit:
+        try:
+            text = source.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            target.write_text(redact(text), encoding="utf-8")
+            shutil.copystat(source, target)
+            return
+    shutil.copy2(source, target)
 
 
 def _line(record: dict[str, Any]) -> str:
