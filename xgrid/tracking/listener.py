@@ -133,8 +133,16 @@ class TrackingListener(SearchListener):
         reopen = getattr(self.writer, "reopen_run", None)
         if reopen is not None:
             reopen(self.parent_id)
+        done = self._done_in_results()
         for key, run_id in (state.get("open_runs") or {}).items():
             if run_id == self.parent_id:
+                continue
+            if key in done:  # killed after results.json had the trial, before its run was closed: close it as done
+                trial = done[key]
+                final = {k: v for k, v in _reported(trial.get("metrics") or {}).items() if not schema.is_epoch_metric(k)}
+                self.writer.log_metrics(run_id, final, step=_step(trial.get("metrics") or {}))
+                self.writer.set_tags(run_id, {schema.STATUS_TAG: trial["status"], ENDED_BY_TAG: ENDED_BY_RESUME})
+                self.writer.end_run(run_id, RUN_STATUS[trial["status"]])
                 continue
             tags = {ENDED_BY_TAG: ENDED_BY_RESUME}
             if not key.startswith("stage1:"):
@@ -144,6 +152,17 @@ class TrackingListener(SearchListener):
         self.writer.set_tags(self.parent_id, {RESUMED_TAG: str(int(state.get("resumes", 0)) + 1)})
         update_state(self.search_dir, resumes=int(state.get("resumes", 0)) + 1)
         self._save()
+
+    def _done_in_results(self) -> dict[str, dict[str, Any]]:
+        """Trial id -> the trials results.json lists as done (what a resume keeps and does not rerun)."""
+        import json
+
+        try:
+            trials = json.loads((self.search_dir / END_ARTIFACTS[0]).read_text()).get("trials", [])
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return {t["trial_id"]: t for t in trials if isinstance(t, dict) and t.get("status") in
+                ("completed", "stopped", "failed") and "trial_id" in t}
 
     def search_finished(self, status: str) -> None:
         # Anything still open was cut off by the end of the search (interrupt, stage failure).
