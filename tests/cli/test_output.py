@@ -283,3 +283,19 @@ def test_progress_in_a_terminal_is_a_live_table():
     progress.search_finished("FINISHED")
     text = out.getvalue()
     assert "┏" in text and "best en_dev" in text and "t2" in text
+
+
+def test_a_resumed_search_counts_the_trials_an_earlier_driver_finished():
+    out = io.StringIO()
+    progress = Progress(Console(file=out, width=80), "en_dev", interval=0)
+    progress.search_started(PLAN, "/runs/x")
+    for j in PLAN.jobs:
+        progress.stage1_finished(j, False, None)
+    earlier = trial("t1", "stopped")
+    earlier.metrics = {"en_dev": 55.0}
+    progress.trial_restored(earlier)  # heard before this driver's own trials start
+    record = trial("t1")
+    progress.trial_started(record)
+    assert log_lines(out)[-1] == ("t1 (target 1 of 3): 1/2 trials (0 completed, 1 stopped early, 0 failed), "
+                                  "1 running, 0 queued, best en_dev 55.0, ETA unknown")
+    progress.search_finished("KILLED")

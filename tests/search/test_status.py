@@ -296,3 +296,39 @@ def test_latest_search_folder(tmp_path, plan):
     assert find_search_dirs(tmp_path) == [old, new] and latest_search_dir(tmp_path) == new
     assert latest_search_dir(tmp_path / "st") == new and latest_search_dir(old) == old
     assert latest_search_dir(tmp_path / "store") is None
+
+
+def _hold_lock_in_another_process(search_dir: Path):
+    """A live driver: another process holding the folder's lock (as `run_search` does for the whole search)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from pathlib import Path; from xgrid.search.resume import hold_search\n"
+            "with hold_search(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(search_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_running_search_with_results_json_so_far_is_running_while_its_driver_holds_the_folder(running, plan):
+    """results.json is rewritten after every trial: it no longer means the search ended."""
+    from xgrid.folder_state import update_state
+
+    root, search_dir, tracker = running
+    records = {"mb_udpos": udpos_trials(plan)}
+    write_results(search_dir, records, best_per_cell(records["mb_udpos"], plan.space))
+    update_state(search_dir, status="running", pid=12345)
+    holder = _hold_lock_in_another_process(search_dir)
+    try:
+        status = search_status(search_dir, default_tracking_uri(root))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert status.state == RUNNING
+    udpos = by_target(status)["mb_udpos"]
+    assert udpos.source == MLFLOW and udpos.running == 1  # MLflow also sees the trial still running
+
+    # The driver is gone now (killed: it never wrote how it ended): interrupted, with the command that resumes.
+    gone = search_status(search_dir, default_tracking_uri(root))
+    assert gone.state == INTERRUPTED
+    assert any(f"xgrid search --resume {search_dir}" in note for note in gone.notes)

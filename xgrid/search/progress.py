@@ -140,6 +140,15 @@ class Progress(SearchListener):
         self.targets[record.cell.target].finish(record.trial_id, record.status)
         self._refresh()
 
+    def trial_restored(self, record):
+        """A trial an earlier driver of this search finished (--resume): done, with its score, but no duration
+        (the ETA is timed on what this driver runs)."""
+        tally = self.targets[record.cell.target]
+        tally.finish(record.trial_id, record.status)
+        score = record.metrics.get(self.metric_key)  # as trial_result takes it from a live trial's report
+        if score is not None and (tally.best is None or score > tally.best):
+            tally.best = score
+
     # --- drawing --------------------------------------------------------------------------------------------------
     def _refresh(self):
         if self._live is not None:

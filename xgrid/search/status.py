@@ -4,11 +4,16 @@ its folder and its tracking store - never from the driver, so it answers from an
 What was planned comes from the folder (`plan.json`: the cells with their tags; `space.yaml`: trials per cell,
 concurrency, policy). What happened comes from the best source there is, per target:
 
-  results.json  written when the search ends (also when it fails or is interrupted): every trial it heard;
-  MLflow        the runs of this search (tag `search_id` = the folder's name) while it runs;
+  results.json  rewritten after every finished trial and when the search ends: every trial it heard;
+  MLflow        the runs of this search (tag `search_id` = the folder's name), while a driver runs it (they
+                also show the trials still running);
   optuna.db     one study per trained target (`<space>.<target>`), when MLflow cannot be read. A trial stopped early
                 is PRUNED; a COMPLETE one with fewer reported epochs than planned (written before xgrid marked
                 early stops) also counts as stopped; retrieval targets have no study.
+
+Whether it still runs: a live driver holds the folder's `search.lock` for the whole search and writes how it
+ended into `search_state.json`; a folder whose state says running but whose lock nobody holds lost its driver
+(SIGKILL, a node gone) and is reported interrupted, with the command that resumes it.
 
 Time: the search starts at its folder's name (`YYYYmmdd-HHMMSS-ffffff`, the runner's stamp); the last activity is
 the newest file in the folder (Tune writes under `ray/`, Optuna into `optuna.db`) or trial time; a trial's duration
@@ -539,12 +544,17 @@ def search_status(search_dir: Path, tracking_uri: str | None, experiment: str | 
 
     has_runs = tracked is not None and (tracked.parent is not None or tracked.children or tracked.stage1)
     parent_status = tracked.parent.status if tracked is not None and tracked.parent is not None else None
-    ended = results is not None or parent_status in PARENT_STATES
+    recorded, live = _driver_state(search_dir)
+    if recorded is None:  # a folder from before search_state.json: results.json was written at the end only
+        ended = results is not None or parent_status in PARENT_STATES
+    else:  # results.json is rewritten after every trial: only the driver's lock says whether it still runs
+        ended = not live
     alive = not ended
 
     by_source: dict[str, list[_Trial]] | None = None
     source = NONE
-    if results is not None:
+    # While the driver runs, MLflow also sees the trials still running; results.json only the finished ones.
+    if results is not None and not (alive and has_runs):
         by_source, source = {}, RESULTS
         for trial in results:
             by_source.setdefault(trial.target, []).append(trial)
@@ -579,7 +589,16 @@ def search_status(search_dir: Path, tracking_uri: str | None, experiment: str | 
     newest = _newest_file(search_dir)
     last = max([t for t in (newest, *times) if t] or [started])
 
-    state = _search_state(parent_status, results is not None, targets, now - last, stale_after_s, notes)
+    if recorded is None:
+        state = _search_state(parent_status, results is not None, targets, now - last, stale_after_s, notes)
+    elif live:
+        state = _search_state(None, False, targets, now - last, stale_after_s, notes)
+    elif recorded == RUNNING:  # no driver holds the folder, yet it never wrote how it ended: it was killed
+        state = INTERRUPTED
+        notes.append(f"the driver that ran this search is gone (killed before it could close it); continue with "
+                     f"`xgrid search --resume {search_dir}`")
+    else:
+        state = recorded
     if any(ts.spent_is_sum for ts in targets):
         notes.append("Σ: time spent is the sum of trial durations (the runs carry no start and end times)")
 
@@ -589,6 +608,24 @@ def search_status(search_dir: Path, tracking_uri: str | None, experiment: str | 
         eta = float(sum(ts.eta_s for ts in targets))
     return SearchStatus(search_dir, search_dir.name, space.name, experiment, tracking_uri, state,
                         tracked is not None, concurrency, stage1, targets, started, last, spent, eta, notes)
+
+
+def _driver_state(search_dir: Path) -> tuple[str | None, bool]:
+    """(the status the driver last wrote in search_state.json, None for an older folder; whether a live driver
+    holds the folder's lock now)."""
+    from xgrid.folder_state import read_state
+    from xgrid.search.resume import SearchBusy, check_not_running
+
+    recorded = read_state(search_dir).get("status")
+    if recorded is None:
+        return None, False
+    try:
+        check_not_running(search_dir)
+    except SearchBusy:
+        return recorded, True
+    except OSError:  # a folder status may read but not lock (read-only): trust what the driver wrote
+        return recorded, recorded == RUNNING
+    return recorded, False
 
 
 def _search_state(parent_status: str | None, has_results: bool, targets: list[TargetStatus], quiet: timedelta,

@@ -174,6 +174,11 @@ class TrackingListener(SearchListener):
         close = getattr(self.writer, "close", None)
         if close is not None:  # a queued writer flushes what it holds
             close()
+        # From here on the id is for users of the store (the summary, tests): the store's own id once it took the
+        # run; a queued writer's local id only while the store has not answered.
+        real_id = getattr(self.writer, "real_id", None)
+        if real_id is not None and self.parent_id is not None:
+            self.parent_id = real_id(self.parent_id)
 
     # --- stage 1 --------------------------------------------------------------------------------------------
     def stage1_started(self, job: Stage1Job) -> None:
