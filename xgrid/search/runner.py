@@ -201,10 +201,26 @@ def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=No
         _check_free(resume)  # before Ray: a search another driver still runs is refused at once
     try:
         with ray_session(options) as dashboard:  # also before the folder: a Ray that does not start leaves nothing
+            if options.address:
+                _check_cluster_fits(plan)  # a local Ray was checked against this machine before it started
             return _search(plan, options, on_ready, dashboard, started_at, resume)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM; Ray is down now, so nothing writes into the store any more
         CheckpointStore(options.store).discard_staging([job.key for job in plan.trained_jobs])
         raise
+
+
+def _check_cluster_fits(plan: Plan) -> None:
+    """A trial the joined cluster can never place would wait in Tune's queue for ever, without a word: refused
+    here, before any folder, against the nodes alive now (an autoscaling cluster that adds nodes on demand is
+    judged by what it has at the start)."""
+    import ray
+
+    from xgrid.running.preflight import PreflightError, check_placeable
+
+    try:
+        check_placeable(plan.space, ray.cluster_resources(), [n["Resources"] for n in ray.nodes() if n.get("Alive")])
+    except PreflightError as err:
+        raise SearchSetupError(str(err)) from None
 
 
 def _check_free(search_dir: Path) -> None:
