@@ -14,7 +14,6 @@ from xgrid.cli.common import (FormatOption, JsonOption, OutputFormat, check_outp
                               output_format, read_space, resource_choice_flag, resource_flag, resource_metavar,
                               user_errors)
 from xgrid.cli.plan_view import plan_json, print_plan
-from xgrid.config import missing_local_paths
 from xgrid.planning.plan import Plan, build_plan
 from xgrid.tasks import default_registry
 from xgrid.tracking_schema import BASE_MODEL_TAG, ENGLISH_DEV, default_tracking_uri
@@ -81,11 +80,6 @@ def search(
     print_plan(plan, options.store)
     if dry_run:
         return
-    missing = missing_local_paths(config)  # the data must be here now (a dry run may plan it from elsewhere)
-    if missing:
-        raise fail("; ".join(missing) + ": local_paths must name folders that this machine (and, on a cluster, "
-                   "every node) sees; copy the data there, or write copies with `xgrid prefetch SPACE --to DIR` on "
-                   "a machine with internet")
     run_and_report(plan, options, tracking_uri or default_tracking_uri(output_dir), experiment or config.name,
                    resume=resume_dir)
 
