@@ -109,12 +109,23 @@ def start_ray(options: SearchOptions) -> tuple[bool, str | None]:
         return False, None
     check_reachable(options.address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-    try:
+
+    def start():
         if options.address:
-            context = ray.init(address=options.address, **kwargs)
-        else:
-            with loopback_only():
-                context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs | options.ray_init)
+            return ray.init(address=options.address, **kwargs)
+        with loopback_only():
+            return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs | options.ray_init)
+
+    try:
+        try:
+            context = start()
+        except Exception as err:
+            # Ray's own fixed start-up waits (its raylet's ~30 s, its agents' ~16 s) run out on a machine busy
+            # with other work; a second start usually finds it quieter. Anything else fails at once.
+            if options.address or "timed out during startup" not in str(err):
+                raise
+            ray.shutdown()
+            context = start()
     except Exception as err:  # a start-up timeout, a port in use, no cluster at `auto` ...
         ray.shutdown()
         where = f"at {options.address}" if options.address else "locally"
