@@ -31,12 +31,17 @@ class RedactedStream:
     """sys.stdout or sys.stderr, looked up at each write (a test runner swaps them), with secrets masked
     (`xgrid.redaction`): a tracking URI's password or an S3 key never reaches a terminal or a log."""
 
-    def __init__(self, stderr: bool):
-        self.stderr = stderr
+    def __init__(self, stderr: bool, stream=None):
+        self.stderr, self._stream = stderr, stream
 
     @property
     def stream(self):
-        return sys.stderr if self.stderr else sys.stdout
+        return self._stream or (sys.stderr if self.stderr else sys.stdout)
+
+    def pin(self) -> "RedactedStream":
+        """The same, bound to the stream of this moment (the progress keeps writing to the terminal while Tune's
+        prints are sent to tune.log)."""
+        return RedactedStream(self.stderr, self.stream)
 
     def write(self, text: str) -> int:
         return self.stream.write(redact(text))

@@ -89,7 +89,8 @@ class Progress(SearchListener):
         # Stage 2 sends sys.stdout to tune.log while Tune runs (Tune's own prints); a console that follows
         # sys.stdout would send the progress there too. Pin it to today's stdout until the search ends.
         self._unpinned = self.console._file
-        self.console.file = self.console.file
+        current = self.console.file  # a stream that follows sys.stdout by itself (the CLI's redacting one) pins too
+        self.console.file = current.pin() if hasattr(current, "pin") else current
         if self.enabled and not self.console.is_terminal:
             self._lines = _Lines(self.console, self.interval)
             self._refresh()
