@@ -58,6 +58,7 @@ def finished(tmp_path_factory):
     return folder, search_dir, result
 
 
+@pytest.mark.slow  # shares one ~90 s search (the module fixture)
 def test_the_log_holds_progress_lines_and_whole_tables_with_the_base_model(finished):
     _, search_dir, result = finished
     out = result.stdout
@@ -73,6 +74,7 @@ def test_the_log_holds_progress_lines_and_whole_tables_with_the_base_model(finis
     assert "…" not in out
 
 
+@pytest.mark.slow  # shares one ~90 s search (the module fixture)
 def test_library_log_lines_go_to_the_search_log_not_into_the_progress(finished):
     _, search_dir, result = finished
     assert not LIBRARY_LINES.search(result.stdout), result.stdout
@@ -82,6 +84,7 @@ def test_library_log_lines_go_to_the_search_log_not_into_the_progress(finished):
     assert "mlflow" in log  # the new SQLite store's migration lines
 
 
+@pytest.mark.slow  # shares one ~90 s search (the module fixture)
 def test_the_counts_of_the_summary_agree_with_the_progress_and_mlflow(finished):
     folder, _, result = finished
     out = result.stdout
@@ -96,6 +99,7 @@ def test_the_counts_of_the_summary_agree_with_the_progress_and_mlflow(finished):
     assert len(selected) == 4  # one per cell: 2 cells x 2 targets
 
 
+@pytest.mark.slow  # shares one ~90 s search (the module fixture)
 def test_the_printed_commands_run_as_printed(finished):
     folder, search_dir, result = finished
     lines = result.stdout.splitlines()

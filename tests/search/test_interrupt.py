@@ -64,6 +64,7 @@ def mlflow_runs(folder: Path):
     return client.search_runs([experiment.experiment_id])
 
 
+@pytest.mark.slow  # ~60 s: a whole search, interrupted (CI runs it in the slow step)
 def test_ctrl_c_in_stage_2_stops_the_whole_search(tmp_path):
     # once some of the first target's 6 trials are done, and before all are
     result, _ = interrupt_when(tmp_path, r"mb_udpos \(target 1 of 2\): [1-5]/6 trials", signal.SIGINT)

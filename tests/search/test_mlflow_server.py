@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~80 s: a server and a search (keeps the default suite under 15 min)
 
 SPACE = {
     "name": "it-server",

@@ -49,6 +49,7 @@ def test_search_with_two_ddp_workers_per_trial(tmp_path, registry):
     assert [m.step for m in client.get_metric_history(stage1.info.run_id, "select.english_dev")] == [1]
 
 
+@pytest.mark.slow  # ~55 s: two gloo workers
 def test_fsdp2_stage1_on_cpu_saves_a_loadable_encoder(tmp_path, registry, tiny_model):
     """FSDP2 (fully_shard) over 2 gloo workers: the selected weights are gathered to rank 0, written with
     safetensors into the store, and load back as a plain encoder."""
