@@ -187,6 +187,7 @@ def test_mlflow_parent_child_structure_tags_and_metrics(searches, registry):
     assert experiment.artifact_location.startswith("file://")
 
 
+@pytest.mark.slow  # a search of its own (~30-60 s); the module search above stays in the default suite
 def test_searched_learning_rate_range_gives_every_cell_its_trials(tmp_path, registry):
     """With a {low, high} range the cell is fixed per enqueued trial and Optuna samples the rate."""
     space = parse_space(SPACE | {"name": "it-range", "intermediates": ["none"], "targets": ["mb_udpos"],
@@ -202,6 +203,7 @@ def test_searched_learning_rate_range_gives_every_cell_its_trials(tmp_path, regi
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
 
 
+@pytest.mark.slow  # a search of its own (~60 s), with retries of trials that fail every time
 def test_failing_trials_are_reported_not_lost(tmp_path, registry):
     """Every trial fails inside its worker (max_length too short for the questions): the search still ends,
     the reason reaches the user, MLflow marks the runs FAILED, and the results files are written."""

@@ -17,7 +17,7 @@ from xgrid.planning.plan import build_plan
 from xgrid.search.options import SearchOptions
 from xgrid.search.runner import run_search
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a whole search (~30-60 s)
 
 SPACE = {
     "name": "it-local-copy",
