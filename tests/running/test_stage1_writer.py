@@ -13,6 +13,7 @@ from xgrid.running.stage1_writer import read_summary, train_checkpoint
 from xgrid.running.store import MANIFEST, MARKER, CheckpointStore
 from xgrid.training.context import LocalContext
 from xgrid.training.phase import SUMMARY_FILE
+from tests.faults import flip_middle_byte
 
 SMALL = {"learning_rate": 0.003, "epochs": 1, "max_length": 48, "max_train_examples": 60, "max_eval_examples": 20}
 
@@ -54,10 +55,7 @@ def test_the_local_runner_retrains_a_corrupt_checkpoint_instead_of_loading_it(re
     space, job = job_for(registry, "mb_chunk")
     store = CheckpointStore(tmp_path)
     ensure_stage1(job, space, store)
-    weights = store.fetch(job.key) / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
-    weights.write_bytes(bytes(data))
+    flip_middle_byte(store.fetch(job.key) / "model.safetensors")
     outcome = ensure_stage1(job, space, CheckpointStore(tmp_path))  # a new process would see the same
     assert outcome.trained
     assert "model.safetensors" in capsys.readouterr().err

@@ -45,11 +45,11 @@ def test_uri_root_uploads_and_fetches_back(tmp_path):
 # --- checksums, quarantine ------------------------------------------------------------------------------------
 import json
 import multiprocessing
-import os
 
 import pytest
 
 from xgrid.running.store import MANIFEST, QUARANTINE, CorruptCheckpoint
+from tests.faults import flip_middle_byte, truncate
 
 
 def real_checkpoint(store, key, value=1.0):
@@ -63,17 +63,6 @@ def real_checkpoint(store, key, value=1.0):
     return store.commit(key, staging)
 
 
-def flip_middle_byte(path):
-    size = path.stat().st_size
-    with open(path, "r+b") as f:
-        f.seek(size // 2)
-        byte = f.read(1)
-        f.seek(size // 2)
-        f.write(bytes([byte[0] ^ 0xFF]))
-
-
-def truncate(path):
-    os.truncate(path, path.stat().st_size // 2)
 
 
 def found(store, key):

@@ -11,7 +11,6 @@ in the encoder would exceed by orders of magnitude."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
@@ -19,6 +18,7 @@ from mlflow import MlflowClient
 
 from xgrid.config import parse_space
 from xgrid.running.store import MANIFEST, QUARANTINE
+from tests.faults import flip_middle_byte, truncate
 from tests.search.helpers import tracked_search
 
 pytestmark = pytest.mark.integration
@@ -50,17 +50,6 @@ def first(tmp_path_factory, registry):
     return outcome, space, job.key, json.loads((folder / MANIFEST).read_text())["files"], root / "store"
 
 
-def truncate(path):
-    os.truncate(path, path.stat().st_size // 2)
-
-
-def flip_middle_byte(path):
-    size = path.stat().st_size
-    with open(path, "r+b") as f:
-        f.seek(size // 2)
-        byte = f.read(1)
-        f.seek(size // 2)
-        f.write(bytes([byte[0] ^ 0x55]))
 
 
 def scores(outcome) -> dict:
