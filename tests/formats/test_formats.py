@@ -91,7 +91,8 @@ def test_span_qa_gold_positions_decode_to_the_gold_text(registry, tokenizer, max
     # windows is in neither (its examples score 0 here, by construction of the windows, not of decoding).
     expected = 100.0 * len(located) / len(examples)
     assert fmt.score(outputs, features, examples, task, "xb") == {"exact_match": pytest.approx(expected),
-                                                                  "f1": pytest.approx(expected)}
+                                                                  "f1": pytest.approx(expected),
+                                                                  "em_f1": pytest.approx(expected)}
     assert expected > 50.0
 
 

@@ -57,6 +57,9 @@ def test_squad_variant_for_xquad_and_tydiqa(tokenizer):
         scores = _score_picking(REGISTRY.get(name), items, "en", tokenizer)
         assert scores["exact_match"] == pytest.approx(200 / 3)
         assert scores["f1"] == pytest.approx(100 * (1 + 1 + 2 / 3) / 3)
+        # XTREME-R's QA score, the targets' primary metric: (EM + F1) / 2.
+        assert scores["em_f1"] == pytest.approx((200 / 3 + 100 * (1 + 1 + 2 / 3) / 3) / 2)
+        assert REGISTRY.get(name).metric == "em_f1"
 
 
 def test_mlqa_variant_removes_the_language_s_articles(tokenizer):
@@ -64,7 +67,7 @@ def test_mlqa_variant_removes_the_language_s_articles(tokenizer):
              ("Die Katze heißt Mia.", "Wie heißt die Katze?", "Mia", "Mia")]
     mlqa, xquad = REGISTRY.get("mlqa"), REGISTRY.get("xquad")
     # MLQA (de): "dem" is a German article -> both exact. SQuAD's English-only rules keep it: F1 2/3 on the first.
-    assert _score_picking(mlqa, items, "de", tokenizer) == {"exact_match": 100.0, "f1": 100.0}
+    assert _score_picking(mlqa, items, "de", tokenizer) == {"exact_match": 100.0, "f1": 100.0, "em_f1": 100.0}
     squad_scores = _score_picking(xquad, items, "de", tokenizer)
     assert squad_scores["exact_match"] == pytest.approx(50.0)
     assert squad_scores["f1"] == pytest.approx(100 * (2 / 3 + 1) / 2)

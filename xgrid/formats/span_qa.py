@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xgrid.formats.base import TrainedFormat, encode
-from xgrid.metrics.qa import mlqa_metrics, squad_metrics
+from xgrid.metrics.qa import mlqa_metrics, qa_score, squad_metrics
+
+QA_SCORE = "em_f1"  # (EM + F1) / 2, XTREME-R's QA score: the primary metric of the QA targets
 
 
 class SpanHead(nn.Module):
@@ -90,8 +92,11 @@ class SpanQA(TrainedFormat):
             predictions[example_id] = "" if version_2 and null.get(example_id, -np.inf) > score else text
         references = {i: list(a["text"]) for i, a in zip(examples["id"], examples["answers"])}
         if task.option("metric_variant", "squad") == "mlqa":
-            return mlqa_metrics(predictions, references, language)
-        return squad_metrics(predictions, references)
+            scores = mlqa_metrics(predictions, references, language)
+        else:
+            scores = squad_metrics(predictions, references)
+        # XTREME-R's score of a QA task is the mean of EM and F1; both stay in the record.
+        return scores | {QA_SCORE: qa_score(scores)}
 
 
 def _stride_that_fits(tokenizer, questions: list[str], max_length: int, doc_stride: int) -> int:

@@ -25,8 +25,9 @@ ENTRIES: tuple[TaskSpec, ...] = (
              "micro-benchmark NLI (XNLI schema)", group="classification"),
     TaskSpec("mb_udpos", "tagging", "syntactic", MB_LANGUAGES, EmbeddedSource("mb_udpos"), "f1",
              "micro-benchmark POS tagging (XTREME udpos schema)", group="tagging"),
-    TaskSpec("mb_xquad", "span_qa", "semantic", MB_LANGUAGES, EmbeddedSource("mb_xquad"), "f1",
-             "micro-benchmark extractive QA (XQuAD schema)", group="qa"),
+    TaskSpec("mb_xquad", "span_qa", "semantic", MB_LANGUAGES, EmbeddedSource("mb_xquad"), "em_f1",
+             "micro-benchmark extractive QA (XQuAD schema); score (EM + F1) / 2 as XTREME-R", group="qa"),
     TaskSpec("mb_tatoeba", "retrieval", "other", MB_LANGUAGES[1:], EmbeddedSource("mb_tatoeba"), "accuracy",
-             "micro-benchmark parallel sentence retrieval (Tatoeba schema)", group="retrieval"),
+             "micro-benchmark parallel sentence retrieval (Tatoeba schema)", group="retrieval",
+             xtreme_r_fine_tune="mb_qa"),
 )

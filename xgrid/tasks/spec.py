@@ -38,8 +38,13 @@ class TaskSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     # Targets whose English training data is another task's (XNLI trains on MNLI): that task's name.
     train_task: str | None = None
-    # Intermediate tasks that are this target's own English training data (using them is not transfer).
-    same_data_as: tuple[str, ...] = ()
+    # The English corpora the task's data contains (its lineage), by a corpus name shared across entries:
+    # SQuAD v2.0 contains SQuAD v1.1 train, so an intermediate task whose corpora meet a target's (its own and its
+    # training task's) is that target's own English data, not transfer. Empty: the task's own name.
+    english_data: tuple[str, ...] = ()
+    # XTREME-R's protocol for a retrieval target: the task the cell's encoder is fine-tuned on before it is scored
+    # (Tatoeba: SQuAD v1.1). None: XTREME-R scores it straight from the encoder, as XTREME does.
+    xtreme_r_fine_tune: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", _frozen(self.options))
@@ -47,6 +52,11 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: languages must not be empty")
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+
+    @property
+    def corpora(self) -> tuple[str, ...]:
+        """The English corpora in the task's data: `english_data`, or the task's own name."""
+        return self.english_data or (self.name,)
 
     @property
     def is_target(self) -> bool:
