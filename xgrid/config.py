@@ -172,6 +172,49 @@ class IntermediateTraining(TrainingSettings):
     learning_rate: Rate = 1e-3  # fixed: it is part of the checkpoint key
 
 
+# The fields of `target_training` one target may set for itself (jiant trains UD-POS 10 epochs, XNLI 2).
+OVERRIDABLE = ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "max_train_examples",
+               "max_eval_examples", "warmup_ratio", "weight_decay")
+
+
+class TargetOverride(Strict):
+    """One target's protocol where it differs from `target_training`; unset fields keep the shared value.
+    `languages` narrows the evaluated languages (English, the selection language, is always kept)."""
+
+    learning_rate: LearningRate | None = None
+    epochs: Annotated[int, Field(ge=1, le=1000)] | None = None
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | None = None
+    grad_accum: Annotated[int, Field(ge=1, le=1024)] | None = None
+    max_length: Annotated[int, Field(ge=8, le=8192)] | None = None
+    max_train_examples: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    max_eval_examples: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] | None = None
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] | None = None
+    languages: Annotated[list[str], Field(min_length=1)] | None = None
+
+    def applied_to(self, shared: TrainingSettings) -> TrainingSettings:
+        changes = {k: getattr(self, k) for k in OVERRIDABLE if getattr(self, k) is not None}
+        return shared.model_copy(update=changes) if changes else shared
+
+
+class PowerOverride(Strict):
+    task_sd: Annotated[float, Field(gt=0, le=100)] | None = None
+    seed_sd: Annotated[float, Field(ge=0, le=100)] | None = None
+
+
+class PowerAssumptions(Strict):
+    """What `xgrid search --dry-run` assumes to predict the width of the syntactic - semantic interval, in points
+    of the target's metric. Defaults: the spread of intermediate-task gains on XTREME targets in Phang et al.
+    (2020, X-STILTs; 3-5 points between intermediate tasks, so an sd of about 2 after averaging languages) and
+    seed-to-seed sd of about 1 point for fine-tuned encoders (Dodge et al. 2020; Mosbach et al. 2021)."""
+
+    task_sd: Annotated[float, Field(gt=0, le=100)] = 2.0  # sd of a task's true mean gain around its kind's mean
+    seed_sd: Annotated[float, Field(ge=0, le=100)] = 1.0  # sd of one seed's gain around its task's mean
+    half_width: Annotated[float, Field(gt=0, le=100)] = 2.0  # the precision the study wants: +-2 points
+    per_target: dict[str, PowerOverride] = {}  # a target with its own spread
+
+
+
 # --- models, tasks --------------------------------------------------------------------------------------------
 class BaseModelSpec(Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -205,6 +248,10 @@ class RetrievalConfig(Strict):
     # base model is checked against the model before a run.
     layer: Annotated[int, Field(ge=0, le=256)] | None = None
     pooling: Literal["mean", "cls"] = "mean"
+    # xtreme: every retrieval target scored straight from the cell's encoder (XTREME). xtreme_r: a target whose
+    # registry entry declares a fine-tuning task (Tatoeba, LAReQA: SQuAD v1.1) is scored after the cell's encoder
+    # is fine-tuned on it, as XTREME-R does; the others as in xtreme. The `retrieval_protocol` tag records it.
+    protocol: Literal["xtreme", "xtreme_r"] = "xtreme"
 
 
 class SearchSettings(Strict):
@@ -216,6 +263,10 @@ class SearchSettings(Strict):
     # A trial whose worker process dies (pre-emption, OOM kill) is retried up to this many times by Ray, from
     # its last per-epoch checkpoint.
     max_failures: Annotated[int, Field(ge=0, le=100)] = 2
+    # Trials of a target one at a time, in the order Optuna hands them out: a rerun of the space then repeats every
+    # sampled learning rate and every early-stopping decision (concurrent trials finish in an order that depends
+    # on the machine's load, and both the sampler and ASHA see results in that order).
+    deterministic: bool = False
 
 
 class Resources(Strict):
@@ -265,6 +316,9 @@ class SearchSpace(Strict):
     seeds: Annotated[list[Seed], Field(min_length=1)]
     intermediate_training: IntermediateTraining = IntermediateTraining()
     target_training: TrainingSettings
+    # target name (as listed in `targets`) -> where its protocol differs from target_training
+    target_overrides: dict[str, TargetOverride] = {}
+    power: PowerAssumptions = PowerAssumptions()
     selection_policy: Literal[ENGLISH_DEV, TARGET_DEV] = DEFAULT_POLICY
     retrieval: RetrievalConfig = RetrievalConfig()
     search: SearchSettings = SearchSettings()
@@ -313,6 +367,32 @@ class SearchSpace(Strict):
         return self
 
     @model_validator(mode="after")
+    def _overrides_name_targets(self, info: ValidationInfo) -> "SearchSpace":
+        registry = (info.context or {}).get("registry")
+        problems = []
+        for field_name, names in (("target_overrides", self.target_overrides), ("power.per_target",
+                                                                                self.power.per_target)):
+            for name in names:
+                if name not in self.targets:
+                    problems.append(f"{field_name}{_loc_part(name)}: {name!r} is not one of the space's targets ("
+                                    f"{', '.join(self.targets)})" + _did_you_mean(name, list(self.targets)))
+        if registry is not None:
+            for name, override in self.target_overrides.items():
+                if name not in self.targets or override.languages is None:
+                    continue
+                try:
+                    offered = registry.select(name).languages
+                except KeyError:  # an unknown target has its own error
+                    continue
+                unknown = [lang for lang in override.languages if lang not in offered]
+                if unknown:
+                    problems.append(f"target_overrides{_loc_part(name)}.languages: {', '.join(map(repr, unknown))} "
+                                    f"not evaluated by {name!r} (it has {', '.join(offered)})")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _unique_intermediates(self) -> "SearchSpace":
         dupes = _duplicates([intermediate_label(e) for e in self.intermediates])
         if dupes:
@@ -337,6 +417,18 @@ class SearchSpace(Strict):
             return self
         resources = Resources.model_validate(self.resources.model_dump() | overrides)
         return self.model_copy(update={"resources": resources})
+
+    def training_for(self, target: str) -> TrainingSettings:
+        """The target's fine-tuning settings: `target_training` with its `target_overrides` entry applied."""
+        override = self.target_overrides.get(target)
+        return override.applied_to(self.target_training) if override else self.target_training
+
+    def power_for(self, target: str) -> tuple[float, float]:
+        """(task_sd, seed_sd) the dry run's power lines assume for a target."""
+        own = self.power.per_target.get(target)
+        task_sd = own.task_sd if own and own.task_sd is not None else self.power.task_sd
+        seed_sd = own.seed_sd if own and own.seed_sd is not None else self.power.seed_sd
+        return task_sd, seed_sd
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
@@ -588,4 +680,5 @@ def load_space(path: str | Path, registry: Any = None) -> SearchSpace:
 
 
 _ALL_FIELDS = sorted({f for model in (SearchSpace, TrainingSettings, BaseModelSpec, IntermediateGroup, RetrievalConfig,
-                                      SearchSettings, Resources, LogRange, Choices) for f in model.model_fields})
+                                      SearchSettings, Resources, LogRange, Choices, TargetOverride, PowerAssumptions)
+                       for f in model.model_fields})

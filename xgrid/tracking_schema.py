@@ -109,6 +109,9 @@ OWN_DATA_TAG = "own_data"
 TRIAL_ID_TAG = "trial_id"
 SELECTED_TAG = "selected"  # "true" on the selected trial of its cell (set when its target ends)
 RETRIEVAL_LAYER_TAG, RETRIEVAL_POOLING_TAG = "retrieval_layer", "retrieval_pooling"
+# How a retrieval target was scored: "xtreme" (from the cell's encoder) or "xtreme_r:<task>" (after fine-tuning on
+# <task>); "-" on other targets.
+RETRIEVAL_PROTOCOL_TAG = "retrieval_protocol"
 SPACE_TAG, SPACE_FINGERPRINT_TAG = "space", "space_fingerprint"
 
 # --- more metrics and params -----------------------------------------------------------------------------------

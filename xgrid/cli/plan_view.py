@@ -73,7 +73,7 @@ def target_rows(plan: Plan) -> list[dict[str, Any]]:
     for target in plan.space.targets:
         cells = plan.cells_for(target)
         rows.append({"target": target, "format": cells[0].target_format, "cells": len(cells),
-                     "trials": sum(plan.trials_per_cell for c in cells if c.trains), "trains": cells[0].trains,
+                     "trials": sum(plan.trials_per_cell(c.target) for c in cells if c.trains), "trains": cells[0].trains,
                      "intermediates": list(dict.fromkeys(c.intermediate for c in cells))})
     return rows
 

@@ -182,15 +182,20 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
         return sum(min(s, cap) if cap else s for s in sizes) * settings.epochs
 
     to_train = [j for j in plan.trained_jobs if not (has and has(j.key))]
-    trials = plan.trials_per_cell
     slots = max(1, min(space.resources.max_concurrent_trials, CPU_SLOTS))
     models = []
     for base in space.base_models:
         jobs = [j for j in to_train if j.base_model == base]
         cells = [c for c in plan.cells if c.base_model == base]
         s1 = _total([passes(j.task_specs, space.intermediate_training) for j in jobs])
-        s2 = _total([_times(passes((c.train_task,), space.target_training), trials) for c in cells if c.trains])
-        cost = ModelCost(base.name, base.source, None, len(jobs), trials * sum(c.trains for c in cells),
+        trained = [c for c in cells if c.trains]
+        # Each target with its own protocol (`target_overrides`): epochs, caps and whether its rate is searched.
+        s2 = _total([_times(passes((c.train_task,), space.training_for(c.target)), plan.trials_per_cell(c.target))
+                     for c in trained])
+        s2_tokens = _total([_times(passes((c.train_task,), space.training_for(c.target)),
+                                   plan.trials_per_cell(c.target) * space.training_for(c.target).max_length)
+                            for c in trained])
+        cost = ModelCost(base.name, base.source, None, len(jobs), sum(plan.trials_per_cell(c.target) for c in trained),
                          sum(not c.trains for c in cells), s1, s2)
         if s1 is None or s2 is None:
             cost.reason = "its training size is unknown"
@@ -201,7 +206,7 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
         else:
             cost.params, cost.reason = model_params(base.source)
             if cost.params is not None:
-                tokens = s1 * space.intermediate_training.max_length + s2 * space.target_training.max_length
+                tokens = s1 * space.intermediate_training.max_length + s2_tokens
                 cost.gpu_hours = 6 * cost.params * tokens / (H100_BF16_PEAK_FLOPS * ASSUMED_MFU) / 3600
             else:
                 notes.append(f"no time estimate for {base.name}: {cost.reason}")

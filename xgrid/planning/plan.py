@@ -65,6 +65,8 @@ class Cell:
     # The languages evaluated: all of the target's, or those a `task.lang` name selected (English kept first
     # when the target has it: checkpoints are selected on English dev).
     languages: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # "-" for a fine-tuned target; a retrieval target's "xtreme" or "xtreme_r:<fine-tuning task>".
+    retrieval_protocol: str = "-"
 
     @property
     def trains(self) -> bool:
@@ -81,7 +83,8 @@ class Cell:
                 schema.INTERMEDIATE_TASKS_TAG: ",".join(self.intermediate_tasks) or NONE_BASELINE,
                 schema.KIND_TAG: self.kind, schema.TARGET_TAG: self.target, schema.TARGET_FORMAT_TAG: self.target_format,
                 schema.TARGET_GROUP_TAG: self.target_group, schema.SEED_TAG: str(self.seed),
-                schema.STAGE1_KEY_TAG: self.stage1_key, schema.OWN_DATA_TAG: str(self.own_data).lower()}
+                schema.STAGE1_KEY_TAG: self.stage1_key, schema.OWN_DATA_TAG: str(self.own_data).lower(),
+                schema.RETRIEVAL_PROTOCOL_TAG: self.retrieval_protocol}
 
 
 @dataclass
@@ -101,13 +104,12 @@ class Plan:
     def target_task(self, target: str) -> TaskSpec:
         return next(c.target_task for c in self.cells if c.target == target)
 
-    @property
-    def trials_per_cell(self) -> int:
-        """Stage-2 trials of a trained cell: one when the learning rate is not searched."""
-        return self.space.search.trials_per_cell if self.space.target_training.searched else 1
+    def trials_per_cell(self, target: str) -> int:
+        """Stage-2 trials of a trained cell of the target: one when its learning rate is not searched."""
+        return self.space.search.trials_per_cell if self.space.training_for(target).searched else 1
 
     def stage2_trials(self) -> int:
-        return sum(self.trials_per_cell for c in self.cells if c.trains)
+        return sum(self.trials_per_cell(c.target) for c in self.cells if c.trains)
 
     def retrieval_evaluations(self) -> int:
         return sum(not c.trains for c in self.cells)
@@ -144,12 +146,42 @@ def stage1_key(space: SearchSpace, base: BaseModelSpec, tasks: tuple[TaskSpec, .
     return digest[:20]
 
 
+def cell_id(space: SearchSpace, base: BaseModelSpec, label: str, stage1: str, target: str, seed: int,
+            protocol: str) -> str:
+    """A hash of everything a cell's result depends on: the stage-1 checkpoint (model content key, intermediate
+    tasks and settings, seed, data), the target, its fine-tuning protocol and learning-rate search, the
+    selection policy and the retrieval settings. Two configurations never share a cell, so a second search
+    under the same experiment with other settings adds cells instead of replacing runs."""
+    search = space.search
+    payload = {"base": base.name, "intermediate": label, "stage1": stage1, "target": target, "seed": seed,
+               "training": space.training_for(target).model_dump(mode="json"),
+               "languages": space.target_overrides[target].languages if target in space.target_overrides else None,
+               "policy": space.selection_policy, "retrieval": space.retrieval.model_dump(mode="json"),
+               "protocol": protocol, "local_paths": dict(sorted(space.local_paths.items())),
+               "microbench_seed": space.microbench_seed,
+               "search": {"trials_per_cell": search.trials_per_cell, "scheduler": search.scheduler,
+                          "grace_period": search.grace_period, "reduction_factor": search.reduction_factor,
+                          "sampler_seed": search.sampler_seed}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fine_tuning(space: SearchSpace, target: TaskSpec, registry: TaskRegistry) -> tuple[TaskSpec | None, str]:
+    """The task a target's cell fine-tunes on, and the cell's retrieval protocol tag."""
+    if registry.trains(target):
+        return registry.train_task_of(target), "-"
+    if space.retrieval.protocol == "xtreme_r" and target.xtreme_r_fine_tune:
+        return registry.get(target.xtreme_r_fine_tune), f"xtreme_r:{target.xtreme_r_fine_tune}"
+    return None, "xtreme"
+
+
 def build_plan(space: SearchSpace, registry: TaskRegistry) -> Plan:
     jobs: dict[str, Stage1Job] = {}
     cells: list[Cell] = []
     selections = {name: registry.select(name) for name in space.targets}
     targets = {name: selection.task for name, selection in selections.items()}
-    train_tasks = {name: registry.train_task_of(t) if registry.trains(t) else None for name, t in targets.items()}
+    tuning = {name: _fine_tuning(space, t, registry) for name, t in targets.items()}
+    languages = {name: _evaluated_languages(targets[name], _narrowed(selection.languages, space, name))
+                 for name, selection in selections.items()}
     for base in space.base_models:
         for entry in space.intermediates:
             label, names = intermediate_label(entry), intermediate_tasks(entry)
@@ -159,15 +191,22 @@ def build_plan(space: SearchSpace, registry: TaskRegistry) -> Plan:
                 key = stage1_key(space, base, specs, seed)
                 jobs.setdefault(key, Stage1Job(key, base, label, names, kind, seed if names else 0, specs))
                 for target_name, target in targets.items():
-                    own = _own_data(target, names, registry)
-                    cell_id = hashlib.sha256(f"{base.name}|{label}|{target_name}|{seed}".encode()).hexdigest()[:10]
-                    cells.append(Cell(cell_id, base, label, names, kind, target_name, target.format,
-                                      target.group or "", seed, key, own, target, train_tasks[target_name],
-                                      _evaluated_languages(target, selections[target_name].languages)))
+                    train_task, protocol = tuning[target_name]
+                    own = _own_data(target, names, registry, train_task)
+                    cells.append(Cell(cell_id(space, base, label, key, target_name, seed, protocol), base, label,
+                                      names, kind, target_name, target.format, target.group or "", seed, key, own,
+                                      target, train_task, languages[target_name], protocol))
     flagged = sorted({(c.intermediate, c.target) for c in cells if c.own_data})
     notes = [f"{i} -> {t}: the intermediate task is the target's own English training data (not transfer)"
              for i, t in flagged]
     return Plan(space, list(jobs.values()), cells, notes)
+
+
+def _narrowed(selected: tuple[str, ...], space: SearchSpace, target: str) -> tuple[str, ...]:
+    override = space.target_overrides.get(target)
+    if override is None or override.languages is None:
+        return selected
+    return tuple(lang for lang in selected if lang in override.languages)
 
 
 def _evaluated_languages(target: TaskSpec, selected: tuple[str, ...]) -> tuple[str, ...]:
@@ -176,6 +215,10 @@ def _evaluated_languages(target: TaskSpec, selected: tuple[str, ...]) -> tuple[s
     return selected
 
 
-def _own_data(target: TaskSpec, tasks: tuple[str, ...], registry: TaskRegistry) -> bool:
-    own = {registry.train_task_of(target).name, target.name, *target.same_data_as}
-    return any(t in own for t in tasks)
+def _own_data(target: TaskSpec, tasks: tuple[str, ...], registry: TaskRegistry,
+              train_task: TaskSpec | None = None) -> bool:
+    """Whether an intermediate task's English data meets the target's (its own corpora and those of the task it
+    fine-tunes on): found from each task's declared lineage (`TaskSpec.english_data`), never from a name list,
+    so squad_v2 (SQuAD v1.1 train + unanswerable questions) is own data for XQuAD, MLQA and LAReQA."""
+    own = {*target.corpora, *registry.train_task_of(target).corpora, *(train_task.corpora if train_task else ())}
+    return any(own.intersection(registry.get(t).corpora) for t in tasks)

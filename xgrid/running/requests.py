@@ -42,7 +42,7 @@ def stage1_request(job: Stage1Job, space: SearchSpace, base_source: str) -> Phas
 def stage2_request(cell: Cell, learning_rate: float, space: SearchSpace, encoder_source: str) -> PhaseRequest:
     return PhaseRequest(
         encoder_source=encoder_source, train_tasks=(cell.train_task,) if cell.trains else (),
-        hparams=Hparams.from_settings(space.target_training, learning_rate, space.resources.precision),
+        hparams=Hparams.from_settings(space.training_for(cell.target), learning_rate, space.resources.precision),
         seed=cell.seed, eval_task=cell.target_task, eval_languages=cell.languages,
         selection_policy=space.selection_policy,
         load=load_context(space), retrieval=RetrievalSettings(space.retrieval.layer, space.retrieval.pooling))

@@ -84,7 +84,7 @@ class Progress(SearchListener):
         for target in plan.space.targets:
             cells = plan.cells_for(target)
             trains = cells[0].trains
-            self.targets[target] = Tally(len(cells) * (plan.trials_per_cell if trains else 1), concurrency)
+            self.targets[target] = Tally(len(cells) * (plan.trials_per_cell(target) if trains else 1), concurrency)
             self.units[target] = "trials" if trains else "evaluations"
         # Stage 2 sends sys.stdout to tune.log while Tune runs (Tune's own prints); a console that follows
         # sys.stdout would send the progress there too. Pin it to today's stdout until the search ends.

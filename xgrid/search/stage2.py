@@ -107,15 +107,15 @@ def named_trainable(trainable: type, cells: dict[str, Cell], reused: bool, targe
     return CellTrial
 
 
-def optuna_space(space: SearchSpace, cell_ids: list[str]):
+def optuna_space(space: SearchSpace, cell_ids: list[str], target: str):
     import optuna.distributions as d
 
     return {"cell": d.CategoricalDistribution(cell_ids),
-            "learning_rate": space.target_training.learning_rate.optuna_distribution()}
+            "learning_rate": space.training_for(target).learning_rate.optuna_distribution()}
 
 
-def enqueued_points(space: SearchSpace, cell_ids: list[str]) -> list[dict[str, Any]]:
-    return space.target_training.learning_rate.enqueued_points(cell_ids, space.search.trials_per_cell)
+def enqueued_points(space: SearchSpace, cell_ids: list[str], target: str) -> list[dict[str, Any]]:
+    return space.training_for(target).learning_rate.enqueued_points(cell_ids, space.search.trials_per_cell)
 
 
 def optuna_storage(search_dir: Path):
@@ -153,7 +153,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     from xgrid.search.cell_search import CellOptunaSearch
 
     cell_ids = [c.id for c in cells]
-    points = enqueued_points(space, cell_ids)
+    points = enqueued_points(space, cell_ids, target)
     storage, study_name = optuna_storage(search_dir), f"{space.name}.{target}"
     # Enqueued on the study itself: Ray's points_to_evaluate insists on every parameter, while Optuna lets an
     # enqueued trial fix the cell and leave the learning rate to the sampler. The searcher then opens the same
@@ -167,11 +167,12 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     queue = resume_queue(study, study_name, points, done, space.search.trials_per_cell, search_dir)
     if queue.nothing_to_run:
         return []
-    scheduler = make_scheduler(space.search.scheduler, selection_metric(space), space.target_training.epochs, space.search.grace_period,
+    scheduler = make_scheduler(space.search.scheduler, selection_metric(space), space.training_for(target).epochs,
+                               space.search.grace_period,
                                space.search.reduction_factor)
     stopped = scheduler.stopped_early if isinstance(scheduler, PerCellScheduler) else set()
     by_id = {c.id: c for c in cells}
-    searcher = CellOptunaSearch(space=optuna_space(space, cell_ids), metric=selection_metric(space), mode="max",
+    searcher = CellOptunaSearch(space=optuna_space(space, cell_ids, target), metric=selection_metric(space), mode="max",
                                 storage=storage, study_name=study_name, seed=space.search.sampler_seed,
                                 cells=by_id, stopped_early=stopped)
     events = TuneEvents(by_id, listener, stopped, stop)
@@ -188,7 +189,10 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     tuner = tune.Tuner(
         named_trainable(wrap_function(trial_function), by_id, inline, target),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=queue.runs,
-                                    max_concurrent_trials=resources.max_concurrent_trials,
+                                    # deterministic: one trial at a time, so results reach the sampler and ASHA
+                                    # in the order they were asked for, whatever the machine's load.
+                                    max_concurrent_trials=1 if space.search.deterministic
+                                    else resources.max_concurrent_trials,
                                     reuse_actors=inline, trial_name_creator=name, trial_dirname_creator=name),
         run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
                                   stop=StopOnRequest(stop),
@@ -231,7 +235,7 @@ def _earlier_checkpoints(queue, cells: dict[str, Cell], storage_path: str, targe
 @ray.remote
 def _retrieval_eval(cell: Cell, space: SearchSpace, encoder: str) -> dict[str, Any]:
     # Nothing is trained: the learning rate only fills the request's hyper-parameters.
-    request = stage2_request(cell, space.target_training.learning_rate.fixed_value(), space, encoder)
+    request = stage2_request(cell, space.training_for(cell.target).learning_rate.fixed_value(), space, encoder)
     result = run_inline(request, space.resources)
     return result.flat_metrics() | {SECONDS: result.seconds, EPOCH: 0}
 

@@ -265,7 +265,6 @@ def _trains(fmt: str) -> bool | None:
 
 
 def _planned_targets(plan: dict[str, Any], space: SearchSpace) -> list[TargetStatus]:
-    per_cell = space.search.trials_per_cell if space.target_training.searched else 1
     cells: dict[str, list[dict[str, str]]] = {}
     for cell in plan["cells"]:
         cells.setdefault(cell.get(schema.TARGET_TAG, "?"), []).append(cell)
@@ -274,6 +273,7 @@ def _planned_targets(plan: dict[str, Any], space: SearchSpace) -> list[TargetSta
     for name in order:
         fmt = cells[name][0].get(schema.TARGET_FORMAT_TAG, "?")
         trains = _trains(fmt)
+        per_cell = space.search.trials_per_cell if space.training_for(name).searched else 1
         n = per_cell if trains is not False else 1
         targets.append(TargetStatus(name, fmt, trains, len(cells[name]), n, n * len(cells[name])))
     return targets
@@ -363,7 +363,7 @@ def _read_optuna(search_dir: Path, space: SearchSpace) -> dict[str, list[_Trial]
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{path.absolute()}", skip_compatibility_check=True,
                                          skip_table_creation=True)
-    epochs, best_name = space.target_training.epochs, schema.best_metric(space.selection_policy)
+    best_name = schema.best_metric(space.selection_policy)
     found: dict[str, list[_Trial]] = {}
     try:
         names = set(optuna.get_all_study_names(storage))
@@ -377,6 +377,7 @@ def _read_optuna(search_dir: Path, space: SearchSpace) -> dict[str, list[_Trial]
                     continue
                 steps = t.intermediate_values
                 if t.state == TrialState.COMPLETE:
+                    epochs = space.training_for(target).epochs
                     status = COMPLETED if not steps or max(steps) >= epochs else STOPPED
                 else:
                     status = {TrialState.RUNNING: RUNNING_TRIAL, TrialState.PRUNED: STOPPED}.get(t.state, FAILED_TRIAL)

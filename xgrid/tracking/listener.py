@@ -206,7 +206,7 @@ class TrackingListener(SearchListener):
     # --- stage 2 and retrieval ------------------------------------------------------------------------------
     def trial_started(self, record: TrialRecord) -> None:
         cell, stage = record.cell, record.stage
-        target, intermediate = self.space.target_training, self.space.intermediate_training
+        target, intermediate = self.space.training_for(cell.target), self.space.intermediate_training
         # A retrieval evaluation trains nothing on the target: no learning rate, no target training settings.
         params = ({schema.LEARNING_RATE: str(record.learning_rate)} | _hparams("", target)
                   if stage == schema.STAGE2 else {})
