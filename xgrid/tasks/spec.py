@@ -45,6 +45,10 @@ class TaskSpec:
     # XTREME-R's protocol for a retrieval target: the task the cell's encoder is fine-tuned on before it is scored
     # (Tatoeba: SQuAD v1.1). None: XTREME-R scores it straight from the encoder, as XTREME does.
     xtreme_r_fine_tune: str | None = None
+    # The primary metric's score (0-100) of a predictor that learned nothing: 100 / labels for balanced
+    # classification and multiple choice, 0 for tagging F1, QA and retrieval. `xgrid compare` flags a cell at or
+    # below it (a collapsed model reads as an effect otherwise).
+    chance: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", _frozen(self.options))
