@@ -72,10 +72,37 @@ def target_rows(plan: Plan) -> list[dict[str, Any]]:
     rows = []
     for target in plan.space.targets:
         cells = plan.cells_for(target)
+        settings = plan.space.training_for(target)
         rows.append({"target": target, "format": cells[0].target_format, "cells": len(cells),
                      "trials": sum(plan.trials_per_cell(c.target) for c in cells if c.trains), "trains": cells[0].trains,
-                     "intermediates": list(dict.fromkeys(c.intermediate for c in cells))})
+                     "intermediates": list(dict.fromkeys(c.intermediate for c in cells)),
+                     # What the target fine-tunes with (its `target_overrides` applied); nothing for a target
+                     # scored straight from the encoder.
+                     "training": ({"epochs": settings.epochs, "max_length": settings.max_length,
+                                   "batch_size": settings.batch_size, "grad_accum": settings.grad_accum,
+                                   "learning_rate": settings.learning_rate.model_dump(mode="json"),
+                                   "languages": list(cells[0].languages)} if cells[0].trains else None),
+                     "retrieval_protocol": cells[0].retrieval_protocol})
     return rows
+
+
+def protocol_text(row: dict[str, Any]) -> str:
+    """`3 ep, len 256, lr 1e-05..5e-05`: the plan table's protocol column."""
+    t = row["training"]
+    if t is None:
+        return "scored from the encoder"
+    rate = t["learning_rate"]
+    rate = (f"{rate['low']:g}..{rate['high']:g}" if isinstance(rate, dict) and "low" in rate
+            else ",".join(f"{v:g}" for v in rate["values"]) if isinstance(rate, dict) else f"{rate:g}")
+    return f"{t['epochs']} ep, len {t['max_length']}, lr {rate}"
+
+
+def power_json(plan: Plan) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from xgrid.planning.power import power_lines
+
+    return [asdict(line) | {"can_answer": line.can_answer, "text": line.text()} for line in power_lines(plan)]
 
 
 def model_json(model: ModelCost) -> dict[str, Any]:
@@ -104,6 +131,7 @@ def plan_json(plan: Plan, store_root: str | None = None) -> dict[str, Any]:
         "store": store.as_json(),
         "estimates": {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours,
                       "complete": cost.complete, "models": [model_json(m) for m in cost.models]},
+        "power": power_json(plan),
         "notes": plan.notes + cost.notes,
     }
 
@@ -137,11 +165,12 @@ def print_plan(plan: Plan, store_root: str | None = None) -> None:
     console.print(f"  base models: {', '.join(m.name for m in space.base_models)}   seeds: {space.seeds}   "
                   f"selection: {space.selection_policy}")
     table = Table(title="plan")
-    for column in ("target", "format", "cells", "trials", "intermediates"):
+    for column in ("target", "format", "cells", "trials", "protocol", "intermediates"):
         table.add_column(column)
     for row in target_rows(plan):
         table.add_row(row["target"], row["format"], str(row["cells"]),
-                      str(row["trials"]) if row["trials"] else "- (scored, not trained)", ", ".join(row["intermediates"]))
+                      str(row["trials"]) if row["trials"] else "- (scored, not trained)", protocol_text(row),
+                      ", ".join(row["intermediates"]))
     console.print(table)
     # highlight=False, soft_wrap: a store path or URI is one line, printed as it is
     console.print(checkpoints_line(cost, store, len(space.targets)), highlight=False, soft_wrap=True)
@@ -161,6 +190,16 @@ def print_plan(plan: Plan, store_root: str | None = None) -> None:
         console.print(f"estimated compute: {_approx(cost.gpu_hours)} H100 GPU-hours (6*N*tokens at 40% MFU){partial}")
     if cost.cpu_seconds is None and cost.gpu_hours is None:
         console.print("estimated time: none (no base model could be sized; see the notes)")
+    power = power_json(plan)
+    console.print(f"precision to expect (the syntactic - semantic interval `xgrid compare` will print; Welch t over tasks; the "
+                  f"space's `power` block sets the assumptions, +-{space.power.half_width:g} points wanted):")
+    for line in power:
+        console.print(f"  power {line['text']}", highlight=False, soft_wrap=True)
+    short = [line["target"] for line in power if not line["can_answer"]]
+    if short:
+        console.print(f"[yellow]warning:[/] this space cannot answer its own question at +-{space.power.half_width:g} "
+                      f"points on {len(short)} of {len(power)} targets ({', '.join(short)}): add intermediate tasks "
+                      "per kind (seeds only shrink the seed part of the noise)", highlight=False, soft_wrap=True)
     for note in plan.notes + cost.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
