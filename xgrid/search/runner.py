@@ -1,6 +1,6 @@
 """`run_search`: a finished plan, run on Ray. Stage 1 trains each unique intermediate checkpoint once; stage 2
-runs one Tuner per target. Results, the resolved space, the plan and the Optuna studies land in the search
-folder; everything else (live progress, tracking) hears the search through the listeners of the options."""
+runs one Tuner per target. Results, the resolved space, the plan, its provenance (code, libraries, model and
+data revisions) and the Optuna studies land in the search folder; everything else (live progress, tracking) hears the search through the listeners of the options."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from xgrid import provenance
 from xgrid.events import Listeners, SearchListener, TrialRecord
 from xgrid.planning.plan import Plan
 from xgrid.running.store import CheckpointStore, is_uri
@@ -257,6 +258,10 @@ def _search_locked(plan: Plan, options: SearchOptions, on_ready, dashboard: str 
                    search_dir: Path, resumed: bool) -> SearchOutcome:
     if not resumed:
         write_search_files(search_dir, plan)
+    if not resumed or provenance.read(search_dir) is None:
+        # Before any event: the tracker keeps it with the parent run. A resume keeps the record of the start (a
+        # folder from before provenance existed gets one now).
+        provenance.write(search_dir, plan.space, plan)
     storage_path = (f"{options.store.rstrip('/')}/ray/{search_dir.name}" if is_uri(options.store)
                     else str(search_dir / "ray"))
     # What an earlier driver of this folder finished: not rerun, and kept in the results with the new trials.

@@ -15,20 +15,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xgrid import tracking_schema as schema
+from xgrid import provenance, tracking_schema as schema
 from xgrid.config import SearchSpace
 from xgrid.events import SearchListener, TrialRecord, selected_trials
 from xgrid.planning.plan import Plan, Stage1Job
 from xgrid.folder_state import read_state, update_state
 from xgrid.tracking.base import FAILED, FINISHED, KILLED, RunWriter
 
-# Files of the search folder kept with the parent run: what was planned, then what came out.
-START_ARTIFACTS = ("space.yaml", "plan.json")
+# Files of the search folder kept with the parent run: what was planned (and with which code, libraries, model
+# and data revisions), then what came out.
+START_ARTIFACTS = ("space.yaml", "plan.json", provenance.FILE_NAME)
 END_ARTIFACTS = ("results.json", "results.csv")
 ERROR_CHARS = 5000  # an error tag holds the reason, not a whole log
 ENDED_BY_TAG = "xgrid.ended_by"  # who closed a run that its own driver could not close
 ENDED_BY_RESUME = "resume: the driver that ran it died"
 RESUMED_TAG = "xgrid.resumes"  # on the parent run: how many times the search was resumed
+# On the parent run, from the folder's provenance.json: which xgrid ran the search (the whole record is an artifact).
+VERSION_TAG, COMMIT_TAG = "xgrid.version", "xgrid.commit"
 RUN_STATUS = {"completed": FINISHED, "stopped": KILLED, "failed": FAILED, "cut_off": KILLED}  # TrialRecord.status -> run status
 
 
@@ -116,13 +119,20 @@ class TrackingListener(SearchListener):
         self.parent_id = self.writer.create_run(
             f"search-{search_id}", {schema.STAGE: schema.SEARCH_STAGE, schema.SEARCH_ID_TAG: search_id,
                                     schema.SPACE_TAG: space.name, schema.SPACE_FINGERPRINT_TAG: space.fingerprint(),
-                                    schema.POLICY_TAG: space.selection_policy})
+                                    schema.POLICY_TAG: space.selection_policy} | self._provenance_tags())
         self.writer.log_params(self.parent_id, {
             "targets": ",".join(space.targets), "seeds": str(space.seeds), "cells": str(len(plan.cells)),
             "stage1_jobs": str(len(plan.trained_jobs)), "trials_per_cell": str(space.search.trials_per_cell),
             "scheduler": space.search.scheduler, "search_folder": str(self.search_dir)})
         self._save()
         self._log_files(START_ARTIFACTS)
+
+    def _provenance_tags(self) -> dict[str, str]:
+        """Short tags naming the code that ran; none when the folder has no record (a listener driven by hand)."""
+        record = provenance.read(self.search_dir)
+        if record is None:
+            return {}
+        return {VERSION_TAG: str((record.get("xgrid") or {}).get("version")), COMMIT_TAG: provenance.commit_label(record)}
 
     def _resume(self, state: dict[str, Any]) -> None:
         """The same search, continued by a new driver: its parent run again (reopened if it was closed), its
