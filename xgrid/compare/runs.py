@@ -2,11 +2,18 @@
 
 Runs come through `xgrid.tracking.open_reader` as plain `RunRecord`s, so any backend with a reader will do; names
 follow `xgrid.tracking_schema` exactly. A cell (tag ``cell_id``) usually has several stage-2 trials (the
-learning rate is searched inside the cell); the one kept is, among the FINISHED runs that carry the final metric
-``<metric>.avg``, the one with the highest ``best.<selection_policy>`` (ties: lowest learning rate, then run id).
-That is the rule `xgrid.search.results.best_per_cell` applies to ``results.csv``, so both agree. Retrieval cells
-have a single run and no learning rate. RUNNING runs (a search still in progress) never take part in the
-selection; they are counted, and so are the runs left out for any other reason (``DataFrame.attrs``).
+learning rate is searched inside the cell). Every selection policy P picks its own trial: among the FINISHED runs
+that carry P's final metric (``<metric>.avg``, or ``target_dev.<metric>.avg`` for the policy the search did not
+declare), the one with the highest ``best.P`` (ties: lowest learning rate, then run id), and the rows of P come
+from that run. Under the declared policy that is the rule `xgrid.search.results.best_per_cell` applies to
+``results.csv``, so both agree; taking the other policy's scores from the declared policy's pick would mix two
+selections. Retrieval cells have a single run and no learning rate. RUNNING runs (a search still in progress)
+never take part in the selection; they are counted, and so are the runs left out for any other reason
+(``DataFrame.attrs``).
+
+One search at a time: an experiment may hold several searches (tag ``search_id``; their parent runs have stage
+``search``), with other settings and so other cells. `load_runs` reads the latest by default, one or several
+named ones, or all of them pooled; cells are grouped by ``cell_id`` within the chosen searches.
 
 The primary metric of a target is the run's ``target_metric`` tag when present; otherwise the task registry's
 metric for the target when the run logged it; otherwise the only ``<metric>.avg`` the run logged. A run logs
@@ -27,12 +34,13 @@ from xgrid import tracking_schema as schema
 from xgrid.tracking import (ACTIVE_STATUSES, FAILED, FINISHED, KILLED, Experiment, NotFoundError, RunReader,
                             RunRecord, open_reader)
 
-__all__ = ["CompareError", "COLUMNS", "load_runs", "open_experiment", "primary_metric"]
+__all__ = ["ALL_SEARCHES", "CompareError", "COLUMNS", "choose_searches", "load_runs", "open_experiment", "primary_metric"]
 
 COLUMNS = ["base_model", "target", "target_group", "target_format", "policy", "intermediate", "kind", "seed",
            "language", "score", "own_data", "run_id", "learning_rate",
            # extras: where the row comes from
-           "cell_id", "metric", "declared_policy", "stage"]
+           "cell_id", "metric", "declared_policy", "stage", "intermediate_tasks", "stage1_key", "search_id"]
+ALL_SEARCHES = "all"
 
 
 class CompareError(ValueError):
@@ -113,8 +121,9 @@ def _usable(run: RunRecord, metric: str | None) -> bool:
             and run.tags.get(schema.STATUS_TAG, "completed") == "completed")
 
 
-def _rank_key(run: RunRecord):
-    best = run.metrics.get(schema.best_metric(_declared(run.tags)))
+def _rank_key(run: RunRecord, policy: str):
+    """Best first under one policy: the highest `best.<policy>`, then the lowest learning rate, then the run id."""
+    best = run.metrics.get(schema.best_metric(policy))
     lr = _float(run.params.get(schema.LEARNING_RATE))
     return (-best if best is not None and not math.isnan(best) else math.inf,
             lr if not math.isnan(lr) else math.inf, run.run_id)
@@ -130,41 +139,146 @@ def _languages(metrics: dict[str, float], prefix: str) -> list[str]:
     return sorted(langs)
 
 
-def _rows(run: RunRecord, metric: str) -> Iterable[dict[str, Any]]:
-    tags, metrics = run.tags, run.metrics
-    declared = _declared(tags)
-    others = [p for p in schema.POLICIES if p != declared]
+def _common(run: RunRecord, metric: str) -> dict[str, Any]:
+    tags = run.tags
     try:
         seed = int(tags.get(schema.SEED_TAG, ""))
     except ValueError:
         raise CompareError(f"run {run.run_id}: tag seed={tags.get(schema.SEED_TAG)!r} is not an integer") from None
-    common = {"base_model": tags.get(schema.BASE_MODEL_TAG, ""), "target": tags.get(schema.TARGET_TAG, ""),
-              "target_group": tags.get(schema.TARGET_GROUP_TAG, ""),
-              "target_format": tags.get(schema.TARGET_FORMAT_TAG, ""),
-              "intermediate": tags.get(schema.INTERMEDIATE_TAG, ""), "kind": tags.get(schema.KIND_TAG, ""),
-              "seed": seed, "own_data": tags.get(schema.OWN_DATA_TAG, "false").lower() == "true",
-              "run_id": run.run_id, "learning_rate": _float(run.params.get(schema.LEARNING_RATE)),
-              "cell_id": tags.get(schema.CELL_TAG), "metric": metric, "declared_policy": declared,
-              "stage": tags.get(schema.STAGE)}
-    for policy in [declared, *others]:
-        prefix = schema.final_metric_name(metric, "", policy, declared)
-        for language in _languages(metrics, prefix):
-            name = schema.final_metric_name(metric, language, policy, declared)
-            yield common | {"policy": policy, "language": language, "score": float(metrics[name])}
+    return {"base_model": tags.get(schema.BASE_MODEL_TAG, ""), "target": tags.get(schema.TARGET_TAG, ""),
+            "target_group": tags.get(schema.TARGET_GROUP_TAG, ""),
+            "target_format": tags.get(schema.TARGET_FORMAT_TAG, ""),
+            "intermediate": tags.get(schema.INTERMEDIATE_TAG, ""), "kind": tags.get(schema.KIND_TAG, ""),
+            "seed": seed, "own_data": tags.get(schema.OWN_DATA_TAG, "false").lower() == "true",
+            "run_id": run.run_id, "learning_rate": _float(run.params.get(schema.LEARNING_RATE)),
+            "cell_id": tags.get(schema.CELL_TAG), "metric": metric, "declared_policy": _declared(tags),
+            "stage": tags.get(schema.STAGE),
+            "intermediate_tasks": tags.get(schema.INTERMEDIATE_TASKS_TAG, tags.get(schema.INTERMEDIATE_TAG, "")),
+            "stage1_key": tags.get(schema.STAGE1_KEY_TAG, ""), "search_id": tags.get(schema.SEARCH_ID_TAG, "")}
 
 
-def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
-    """One row per (cell, policy, language) of the selected run of every cell; columns `COLUMNS`.
+def _has_policy(run: RunRecord, metric: str, policy: str) -> bool:
+    return schema.final_metric_name(metric, schema.AVG, policy, _declared(run.tags)) in run.metrics
 
-    ``attrs`` of the result: experiment, experiment_id, tracking_uri, parent_run_ids (the search runs the selected
-    runs belong to), counts (runs, cells, selected, running, failed, killed, incomplete, not_selected, pending
-    cells) and metrics (target -> primary metric). Raises CompareError for an unknown experiment or one without
+
+def _policy_rows(run: RunRecord, metric: str, policy: str) -> list[dict[str, Any]]:
+    """The rows of one policy, from the run that policy selected."""
+    declared = _declared(run.tags)
+    prefix = schema.final_metric_name(metric, "", policy, declared)
+    common = _common(run, metric)
+    return [common | {"policy": policy, "language": language,
+                      "score": float(run.metrics[schema.final_metric_name(metric, language, policy, declared)])}
+            for language in _languages(run.metrics, prefix)]
+
+
+def _ranked(run: RunRecord, policy: str) -> bool:
+    best = run.metrics.get(schema.best_metric(policy))
+    return best is not None and not math.isnan(best)
+
+
+def _select_per_policy(usable: list[tuple[RunRecord, str]]) -> tuple[dict[str, tuple[RunRecord, str]], int]:
+    """policy -> (run, metric) each policy selects among the cell's usable runs (those with its finals), and how
+    many policies had no `best.<policy>` on any of them: those keep the declared policy's pick, the only
+    selection the runs can support (ranking by learning rate alone would pick a trial at random)."""
+    declared = _declared(usable[0][0].tags)
+    chosen: dict[str, tuple[RunRecord, str]] = {}
+    unranked = 0
+    for policy in [declared, *(p for p in schema.POLICIES if p != declared)]:
+        candidates = [pair for pair in usable if _has_policy(pair[0], pair[1], policy)]
+        ranked = [pair for pair in candidates if _ranked(pair[0], policy)]
+        if ranked:
+            chosen[policy] = min(ranked, key=lambda pair: _rank_key(pair[0], policy))
+        elif policy == declared:
+            chosen[policy] = min(candidates, key=lambda pair: _rank_key(pair[0], policy))
+        elif candidates and _has_policy(*chosen[declared], policy):
+            chosen[policy] = chosen[declared]
+            unranked += 1
+    return chosen, unranked
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# searches
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _search_order(parents: list[RunRecord], children: list[RunRecord]) -> list[str]:
+    """The search ids of the experiment, oldest first: by their parent run's start, else by their first run's."""
+    def start(run: RunRecord, position: int) -> tuple[float, int]:
+        # A reader that knows no start times keeps the store's order: the position breaks the tie.
+        return (run.start_time if run.start_time is not None else -math.inf, position)
+
+    began: dict[str, tuple[float, int]] = {}
+    for position, run in enumerate(parents):
+        sid = run.tags.get(schema.SEARCH_ID_TAG)
+        if sid:
+            began[sid] = max(began.get(sid, start(run, position)), start(run, position))
+    orphans: dict[str, tuple[float, int]] = {}
+    for position, run in enumerate(children, start=len(parents)):
+        sid = run.tags.get(schema.SEARCH_ID_TAG)
+        if sid and sid not in began:
+            orphans[sid] = min(orphans.get(sid, start(run, position)), start(run, position))
+    began |= orphans
+    return sorted(began, key=lambda sid: began[sid])
+
+
+def choose_searches(search: str | None, present: list[str], experiment: str) -> list[str]:
+    """The search ids `--search` names: None (the latest), ``all``, or a comma list of ids present.
+
+    CompareError naming the ids present when one is unknown. An experiment whose runs carry no search id at all
+    (written before the tag existed) is one search: []."""
+    if not present:
+        return []
+    if search is None or search.strip() in ("", "latest"):
+        return [present[-1]]
+    if search.strip() == ALL_SEARCHES:
+        return list(present)
+    wanted = [s.strip() for s in search.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in present]
+    if unknown:
+        raise CompareError(f"no search {', '.join(map(repr, unknown))} in experiment {experiment!r}; searches "
+                           f"present (oldest first): {', '.join(present)}")
+    return list(dict.fromkeys(wanted))
+
+
+def _stage1_records(reader: RunReader, experiment_id: str, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """stage1_key -> what its latest finished stage-1 run logged (the checkpoint's own English dev scores).
+
+    Read across the whole experiment: a search reuses a checkpoint an earlier search trained (same key)."""
+    out: dict[str, tuple[float, dict[str, Any]]] = {}
+    for position, run in enumerate(reader.stage_runs(experiment_id, schema.STAGE1)):
+        key = run.tags.get(schema.STAGE1_KEY_TAG)
+        if run.status != FINISHED or not key or key not in keys:
+            continue
+        order = (run.start_time or 0, position)
+        if key not in out or order > out[key][0]:
+            tasks = [t for t in run.tags.get(schema.INTERMEDIATE_TASKS_TAG, "").split(",") if t]
+            out[key] = (order, {"run_id": run.run_id, "intermediate": run.tags.get(schema.INTERMEDIATE_TAG, ""),
+                                "tasks": tasks or [run.tags.get(schema.INTERMEDIATE_TAG, "")],
+                                "metrics": {k: v for k, v in run.metrics.items() if k != schema.TRAIN_LOSS}})
+    return {key: record for key, (_, record) in out.items()}
+
+
+def load_runs(experiment: str, tracking_uri: str | None = None, search: str | None = None) -> pd.DataFrame:
+    """One row per (cell, policy, language) of the run each policy selected in every cell; columns `COLUMNS`.
+
+    ``search``: None (the experiment's latest search), ``all`` (every search, pooled) or comma-separated search
+    ids. ``attrs`` of the result: experiment, experiment_id, tracking_uri, searches (the ids read),
+    search_ids (every id present, oldest first), parent_run_ids (the search runs the selected runs belong to),
+    counts (runs, cells, selected, running, failed, killed, incomplete, not_selected, pending and empty cells,
+    policies_disagree), metrics (target -> primary metric) and stage1 (stage1_key -> the checkpoint's stage-1
+    run: its English dev scores). Raises CompareError for an unknown experiment or search, or one without
     stage-2 / retrieval runs, or without any finished one.
     """
     reader, exp = open_experiment(experiment, tracking_uri)
-    runs = [run for stage in schema.CHILD_STAGES for run in reader.stage_runs(exp.experiment_id, stage)]
-    if not runs:
+    every = [run for stage in schema.CHILD_STAGES for run in reader.stage_runs(exp.experiment_id, stage)]
+    if not every:
         raise CompareError(f"experiment {exp.name!r} has no stage-2 or retrieval runs (nothing to compare yet)")
+    present = _search_order(reader.stage_runs(exp.experiment_id, schema.SEARCH_STAGE), every)
+    chosen = choose_searches(search, present, exp.name)
+    runs = [run for run in every if not chosen or run.tags.get(schema.SEARCH_ID_TAG) in chosen]
+    if not runs:
+        raise CompareError(f"search {', '.join(chosen)} of experiment {exp.name!r} has no stage-2 or retrieval runs "
+                           f"(nothing to compare yet); searches present: {', '.join(present)}")
 
     by_cell: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
@@ -174,7 +288,7 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
     counts = {"runs": len(runs), "cells": len(by_cell), "selected": 0,
               "running": sum(status[s] for s in ACTIVE_STATUSES), "failed": status[FAILED],
               "killed": status[KILLED], "incomplete": 0, "not_selected": 0, "pending_cells": 0,
-              "empty_cells": 0}
+              "empty_cells": 0, "policies_disagree": 0, "unranked_policy_cells": 0}
     rows: list[dict[str, Any]] = []
     metrics_by_target: dict[str, str] = {}
     parents: Counter = Counter()
@@ -190,12 +304,17 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
             active = any(r.status in ACTIVE_STATUSES for r in cell_runs)
             counts["pending_cells" if active else "empty_cells"] += 1
             continue
-        run, metric = min(usable, key=lambda pair: _rank_key(pair[0]))
+        picks, unranked = _select_per_policy(usable)
+        counts["unranked_policy_cells"] += unranked > 0
+        picked = {run.run_id for run, _ in picks.values()}
         counts["selected"] += 1
-        counts["not_selected"] += len(usable) - 1
+        counts["not_selected"] += len(usable) - len(picked)
+        counts["policies_disagree"] += len(picked) > 1
+        for policy, (run, metric) in picks.items():
+            rows += _policy_rows(run, metric, policy)
+        run, metric = next(iter(picks.values()))  # the declared policy's pick
         metrics_by_target.setdefault(run.tags.get(schema.TARGET_TAG, ""), metric)
         parents[run.tags.get(schema.PARENT_TAG)] += 1
-        rows += list(_rows(run, metric))
 
     if not rows:
         raise CompareError(f"experiment {exp.name!r} has {counts['runs']} stage-2/retrieval runs but none finished "
@@ -203,7 +322,9 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.sort_values(["target", "base_model", "policy", "intermediate", "seed", "language"],
                         kind="stable").reset_index(drop=True)
+    stage1 = _stage1_records(reader, exp.experiment_id, set(df["stage1_key"]) - {""})
     df.attrs.update(experiment=exp.name, experiment_id=exp.experiment_id, tracking_uri=tracking_uri,
+                    searches=chosen, search_ids=present,
                     parent_run_ids=[p for p, _ in parents.most_common() if p], counts=counts,
-                    metrics=metrics_by_target)
+                    metrics=metrics_by_target, stage1=stage1)
     return df
