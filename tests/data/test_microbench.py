@@ -21,8 +21,12 @@ UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART
 HUB_FEATURES = {
     "mb_chunk": {"id": STR, "tokens": datasets.Sequence(STR)},  # + the two tag sequences below
     "mb_deprel": {"id": STR, "tokens": datasets.Sequence(STR)},
+    "mb_xpos": {"id": STR, "tokens": datasets.Sequence(STR)},  # + xpos_tags (PTB) and depth_tags below
+    "mb_depth": {"id": STR, "tokens": datasets.Sequence(STR)},
     "mb_para": datasets.Features({"id": datasets.Value("int32"), "sentence1": STR, "sentence2": STR,
                                   "label": datasets.ClassLabel(names=["0", "1"])}),
+    "mb_entail": datasets.Features({"sentence1": STR, "sentence2": STR, "label": datasets.ClassLabel(
+        names=["entailment", "not_entailment"]), "idx": datasets.Value("int32")}),  # GLUE RTE
     "mb_qa": SQUAD,
     "mb_choice": datasets.Features({
         "ind": datasets.Value("int32"), "activity_label": STR, "ctx_a": STR, "ctx_b": STR, "ctx": STR,
@@ -71,10 +75,12 @@ def test_every_split_is_generated_once_from_a_cold_cache_then_cached():
 # -- registry and arguments ------------------------------------------------------------------------
 
 def test_task_names_languages_and_splits():
-    assert mb.TASK_NAMES == ("mb_chunk", "mb_deprel", "mb_para", "mb_qa", "mb_choice", "mb_xnli",
-                             "mb_udpos", "mb_xquad", "mb_tatoeba")
+    assert mb.SYNTACTIC_TASKS == ("mb_chunk", "mb_deprel", "mb_xpos", "mb_depth")
+    assert mb.SEMANTIC_TASKS == ("mb_para", "mb_qa", "mb_choice", "mb_entail")
+    assert mb.TASK_NAMES == mb.SYNTACTIC_TASKS + mb.SEMANTIC_TASKS + ("mb_xnli", "mb_udpos", "mb_xquad",
+                                                                      "mb_tatoeba")
     assert mb.LANGUAGES == ("en", "xa", "xb", "xc")
-    for name in ("mb_chunk", "mb_deprel", "mb_para", "mb_qa", "mb_choice"):
+    for name in mb.INTERMEDIATE_TASKS:
         assert mb.languages(name) == ("en",)
         assert mb.splits(name, "en") == ("train", "validation")
     for name in ("mb_xnli", "mb_udpos", "mb_xquad"):
@@ -136,6 +142,12 @@ def test_schema_matches_the_hub(name, lang, split):
         deprel = ds.features["deprel_tags"].feature
         assert isinstance(deprel, datasets.ClassLabel)
         assert {"det", "amod", "nsubj", "obj", "root", "advmod", "case", "obl"} <= set(deprel.names)
+    elif name == "mb_xpos":
+        assert ds.column_names == ["id", "tokens", "xpos_tags"]
+        assert ds.features["xpos_tags"].feature == datasets.ClassLabel(names=list(mb.PTB_NAMES))
+    elif name == "mb_depth":
+        assert ds.column_names == ["id", "tokens", "depth_tags"]
+        assert ds.features["depth_tags"].feature.names == ["D1", "D2", "D3", "D4"]
     else:
         assert ds.features == expected
         assert ds.column_names == list(expected)
@@ -148,15 +160,23 @@ def test_default_sizes():
     cfg = mb.MicroBenchConfig()
     assert len(mb.load("mb_chunk", "en", "train")) == cfg.intermediate_train_size == 2000
     assert len(mb.load("mb_qa", "en", "validation")) == cfg.intermediate_validation_size == 250
-    assert len(mb.load("mb_xnli", "en", "train")) == cfg.target_train_size == 300
+    assert len(mb.load("mb_udpos", "en", "train")) == cfg.target_train_size == 300
+    assert len(mb.load("mb_xquad", "en", "train")) == cfg.target_train_size
+    assert len(mb.load("mb_xnli", "en", "train")) == cfg.nli_target_train_size == 1200
+    for name in ("mb_xpos", "mb_depth", "mb_entail"):
+        assert len(mb.load(name, "en", "train")) == cfg.intermediate_train_size
+        assert len(mb.load(name, "en", "validation")) == cfg.intermediate_validation_size
     assert len(mb.load("mb_udpos", "xb", "test")) == cfg.target_eval_size == 200
     assert len(mb.load("mb_tatoeba", "xc", "validation")) == cfg.tatoeba_size == 200
 
 
 def test_config_sizes_are_honoured():
     cfg = mb.MicroBenchConfig(intermediate_train_size=37, target_train_size=11, target_eval_size=13,
-                              tatoeba_size=7, corpus_sentences_per_language=20)
+                              tatoeba_size=7, corpus_sentences_per_language=20, nli_target_train_size=17)
     assert len(mb.load("mb_choice", "en", "train", config=cfg)) == 37
+    assert len(mb.load("mb_entail", "en", "train", config=cfg)) == 37
+    assert len(mb.load("mb_xnli", "en", "train", config=cfg)) == 17
+    assert len(mb.load("mb_xnli", "xa", "test", config=cfg)) == 13
     assert len(mb.load("mb_udpos", "en", "train", config=cfg)) == 11
     assert len(mb.load("mb_xquad", "xa", "test", config=cfg)) == 13
     assert len(mb.load("mb_tatoeba", "xa", "test", config=cfg)) == 7
@@ -209,7 +229,8 @@ def test_qa_answer_offsets_are_exact():
 
 
 @pytest.mark.parametrize("name, column", [("mb_chunk", "pos_tags"), ("mb_chunk", "chunk_tags"),
-                                          ("mb_deprel", "deprel_tags"), ("mb_udpos", "pos_tags")])
+                                          ("mb_deprel", "deprel_tags"), ("mb_xpos", "xpos_tags"),
+                                          ("mb_depth", "depth_tags"), ("mb_udpos", "pos_tags")])
 def test_tags_aligned_with_tokens(name, column):
     for lang in mb.languages(name):
         for split in mb.splits(name, lang):
@@ -235,7 +256,8 @@ def test_label_balance():
         return [c / len(values) for c in counts.values()], len(counts)
 
     for name, lang, split, n_labels in [("mb_xnli", "en", "train", 3), ("mb_xnli", "xc", "test", 3),
-                                        ("mb_para", "en", "train", 2), ("mb_choice", "en", "train", 4)]:
+                                        ("mb_para", "en", "train", 2), ("mb_choice", "en", "train", 4),
+                                        ("mb_entail", "en", "train", 2), ("mb_entail", "en", "validation", 2)]:
         fractions, n = shares(mb.load(name, lang, split)["label"])
         assert n == n_labels
         assert max(fractions) - min(fractions) <= 0.02
@@ -387,6 +409,63 @@ def test_deprel_tags_are_a_function_of_syntactic_class_and_position():
                 nominals_after_root += 1
 
 
+def test_xpos_tags_are_the_ptb_tags_of_the_chunking_grammar():
+    """mb_xpos draws its own sentences but tags them as mb_chunk's pos_tags column does: PTB by class,
+    NNS after a numeral, VB after a modal; the words' clusters never matter."""
+    lex = mb.lexicon()
+    by_class = {"DET": "DT", "NUM": "CD", "ADJ": "JJ", "ADV": "RB", "AUX": "MD", "ADP": "IN", "PRON": "PRP",
+                "PROPN": "NNP", "PUNCT": "."}
+    ds = mb.load("mb_xpos", "en", "train")
+    assert ds["tokens"] != mb.load("mb_chunk", "en", "train")["tokens"]
+    for tags, meta in zip(tag_names(ds, "xpos_tags"), mb.latent("mb_xpos", "en", "train")):
+        classes = ["PUNCT" if i < 0 else lex.lexemes[i].upos for i in meta["lexemes"]]
+        for k, (cls, tag) in enumerate(zip(classes, tags)):
+            if cls in by_class:
+                assert tag == by_class[cls]
+            elif cls == "NOUN":  # [DT|CD] JJ* NN: plural after a numeral
+                front = k - 1
+                while front >= 0 and tags[front] == "JJ":
+                    front -= 1
+                assert tag == ("NNS" if front >= 0 and tags[front] == "CD" else "NN")
+            else:
+                assert cls == "VERB" and tag == ("VB" if "MD" in tags[:k] else "VBD")
+
+
+def test_depth_tags_count_the_brackets_around_each_token():
+    """(S (NP subj) (VP aux adv verb (NP obj) (PP adp (NP ..)) (ADVP adv)) .): read back from the
+    deprel of the same token, an independent description of the same tree."""
+    depth_of_relation = {"punct": "D1", "nsubj": "D2", "root": "D2", "aux": "D2", "obj": "D3", "case": "D3",
+                         "obl": "D4"}
+    for split in mb.splits("mb_depth", "en"):
+        clauses = mb._latent_examples("mb_depth", split, 0, mb.MicroBenchConfig())
+        lex = mb.lexicon()
+        ds = mb.load("mb_depth", "en", split)
+        for clause, depths in zip(clauses, tag_names(ds, "depth_tags")):
+            toks = mb.linearize(clause, lex, "en")
+            assert len(toks) == len(depths)
+            head = {"subj": "D2", "obj": "D3", "pp": "D4"}
+            for tok, depth in zip(toks, depths):
+                if tok.deprel in depth_of_relation:
+                    assert depth == depth_of_relation[tok.deprel]
+                elif tok.deprel in ("det", "nummod", "amod"):  # inside the noun phrase of its slot
+                    assert depth == head[tok.slot]
+                else:  # an adverb: in the verb group, or its own ADVP under the VP
+                    assert tok.deprel == "advmod" and depth == ("D2" if tok.slot == "vp" else "D3")
+        assert {"D1", "D2", "D3", "D4"} == {d for row in tag_names(ds, "depth_tags") for d in row}
+
+
+def test_entailment_is_the_nli_edits_with_neutral_and_contradiction_merged():
+    ds = mb.load("mb_entail", "en", "train")
+    names = ds.features["label"].names
+    edits = collections.Counter()
+    for label, meta in zip(ds["label"], mb.latent("mb_entail", "en", "train")):
+        assert names[label] == ("entailment" if mb.NLI_EDIT_LABEL[meta["edit"]] == "entailment"
+                                else "not_entailment")
+        edits[meta["edit"]] += 1
+    assert set(edits) == set(mb.NLI_EDIT_LABEL)
+    assert mb.load("mb_entail", "en", "train")["idx"][:3] == [0, 1, 2]
+
+
 def content_clusters(lex: mb.Lexicon, ids: list[int]) -> list[int]:
     return [lex.lexemes[i].cluster for i in ids if i >= 0 and lex.lexemes[i].cluster >= 0]
 
@@ -536,8 +615,8 @@ def test_target_train_sets_hold_out_part_of_the_lexicon():
         assert heldout_share(name, "en", "train", fields) == 0.0
         assert heldout_share(name, "en", "test", fields) > 0.3
         assert heldout_share(name, "xc", "test", fields) > 0.3
-    for name, fields in (("mb_chunk", ("lexemes",)), ("mb_deprel", ("lexemes",)),
-                         ("mb_para", pair), ("mb_qa", qa)):
+    for name, fields in (("mb_chunk", ("lexemes",)), ("mb_deprel", ("lexemes",)), ("mb_xpos", ("lexemes",)),
+                         ("mb_depth", ("lexemes",)), ("mb_para", pair), ("mb_entail", pair), ("mb_qa", qa)):
         assert heldout_share(name, "en", "train", fields) > 0.3  # intermediates cover it all
 
 
@@ -565,7 +644,7 @@ def test_lexicon_features_are_few_and_shared():
         assert {x.domain for x in lex.lexemes if x.upos == upos and x.role == "content"} == {0, 1}
 
 
-@pytest.mark.parametrize("name", ["mb_para", "mb_xnli"])
+@pytest.mark.parametrize("name", ["mb_para", "mb_xnli", "mb_entail"])
 def test_pair_label_is_decided_by_the_verb_relation(name):
     """The deciding edit is on the verb: synonym, antonym (opposite polarity, same field) or an
     unrelated verb of the other domain; the rest of the pair is aligned word by word."""
@@ -596,7 +675,7 @@ def test_premise_verbs_are_biased_to_the_unmarked_pole_and_domain():
     lex = mb.lexicon()
     bias = mb.MicroBenchConfig().premise_bias
     for name, field in (("mb_para", "premise_lexemes"), ("mb_xnli", "premise_lexemes"),
-                        ("mb_choice", "context_lexemes")):
+                        ("mb_entail", "premise_lexemes"), ("mb_choice", "context_lexemes")):
         verbs = [verb_of(lex, m[field]) for m in mb.latent(name, "en", "train")]
         positive = sum(v.polarity == 1 for v in verbs) / len(verbs)
         domain0 = sum(v.domain == 0 for v in verbs) / len(verbs)

@@ -9,7 +9,10 @@ task              stands in for               columns
 ================  ==========================  =======================================================
 ``mb_chunk``      ``conll2000``               id, tokens, pos_tags (PTB), chunk_tags (BIO)
 ``mb_deprel``     UD ``en_ewt`` deprel        id, tokens, deprel_tags
+``mb_xpos``       UD ``en_ewt`` xpos (PTB)    id, tokens, xpos_tags
+``mb_depth``      constituency depth          id, tokens, depth_tags (D1..D4: brackets around a token)
 ``mb_para``       ``paws`` labeled_final      id, sentence1, sentence2, label ("0"/"1", 1 = paraphrase)
+``mb_entail``     ``glue/rte``                sentence1, sentence2, label (entailment/not_entailment), idx
 ``mb_qa``         ``squad`` (v1.1)            id, title, context, question, answers{text, answer_start}
 ``mb_choice``     ``Rowan/hellaswag``         ind, activity_label, ctx_a, ctx_b, ctx, endings, ..., label
 ``mb_xnli``       ``xnli`` / MNLI             premise, hypothesis, label (entailment/neutral/contradiction)
@@ -18,9 +21,9 @@ task              stands in for               columns
 ``mb_tatoeba``    XTREME ``tatoeba.<lang>``   source_sentence, target_sentence, source_lang, target_lang
 ================  ==========================  =======================================================
 
-The first five are English intermediate tasks (splits ``train``, ``validation``); the last four are
-targets (English ``train``/``validation``/``test``, other languages ``validation``/``test``; Tatoeba has
-no English side and no train split).
+The first eight are English intermediate tasks, four syntactic and four semantic (splits ``train``,
+``validation``); the last four are targets (English ``train``/``validation``/``test``, other languages
+``validation``/``test``; Tatoeba has no English side and no train split).
 
 Languages
 ---------
@@ -50,7 +53,9 @@ semantic ones do, and semantic intermediate tasks should help the pair-classific
   and its field's *domain* (0/1: half of each class's fields). No clause holds two words of one field
   (so relations between words of two sentences are never ambiguous).
 * Syntactic labels are functions of class and position only: ``mb_udpos`` tags are the lexeme's
-  class; ``mb_chunk``/``mb_deprel`` tags are functions of class and the constituent the word sits in.
+  class; ``mb_chunk``/``mb_deprel``/``mb_xpos``/``mb_depth`` tags are functions of class and the
+  constituent the word sits in (every syntactic intermediate task therefore teaches every word's class,
+  which is what the tagging target needs for words its own training data never shows).
   Clusters never matter. Some noun and verb lexemes share a form, so the tag of such a word depends on
   context (noun after a determiner/numeral/adjective/adposition or at the start, verb otherwise).
 * Semantic labels are functions of the latent features only, and syntactic classes never decide them.
@@ -59,7 +64,8 @@ semantic ones do, and semantic intermediate tasks should help the pair-classific
   non-paraphrase for its antonym (same field and domain, opposite polarity) or for an unrelated verb
   (a field of the other domain). An NLI hypothesis entails the premise after a verb synonym swap or a
   dropped modifier, is neutral after an added modifier or an unrelated verb, and contradicts it after
-  the antonym verb. Label-preserving noise: synonym swaps of other words, and a dropped modifier (so
+  the antonym verb (``mb_entail`` merges neutral and contradiction into not_entailment, as RTE does;
+  an added modifier is drawn a quarter as often as each other edit: ``add_edit_weight``). Label-preserving noise: synonym swaps of other words, and a dropped modifier (so
   length does not give the label away). A QA question names its clause through (sometimes) synonyms
   of its subject/verb/object, against distractor clauses that share one of them (often with the
   antonym verb); the right HellaSwag-style ending re-mentions the object cluster with a verb of the
@@ -72,7 +78,8 @@ semantic ones do, and semantic intermediate tasks should help the pair-classific
   contradiction / non-paraphrase / neutral, which must still be learned word by word: the features
   are arbitrary properties of arbitrary stems, never visible in the surface form. (With the tiny
   model, 2000 examples x 3 epochs: ``mb_para`` ~80-85% on English dev, ``mb_choice`` ~45%.)
-* The English target train sets are small and drawn from only part of the lexicon: the groups in
+* The English target train sets are small (NLI's larger: it is learned from the verb alone, word by
+  word, and at the others' size it stays at chance even on English) and drawn from only part of the lexicon: the groups in
   ``Lexicon.heldout_groups`` (a group is one content lexeme; about half of every synonym cluster,
   always leaving at least two members of each cluster seen) never occur in them, while the
   intermediate tasks and all evaluation sets use the whole lexicon. What a model knows about a
@@ -104,8 +111,8 @@ from datasets.table import InMemoryTable
 LANGUAGES: tuple[str, ...] = ("en", "xa", "xb", "xc")
 NON_ENGLISH: tuple[str, ...] = LANGUAGES[1:]
 
-SYNTACTIC_TASKS: tuple[str, ...] = ("mb_chunk", "mb_deprel")
-SEMANTIC_TASKS: tuple[str, ...] = ("mb_para", "mb_qa", "mb_choice")
+SYNTACTIC_TASKS: tuple[str, ...] = ("mb_chunk", "mb_deprel", "mb_xpos", "mb_depth")
+SEMANTIC_TASKS: tuple[str, ...] = ("mb_para", "mb_qa", "mb_choice", "mb_entail")
 INTERMEDIATE_TASKS: tuple[str, ...] = SYNTACTIC_TASKS + SEMANTIC_TASKS
 TARGET_TASKS: tuple[str, ...] = ("mb_xnli", "mb_udpos", "mb_xquad", "mb_tatoeba")
 TASK_NAMES: tuple[str, ...] = INTERMEDIATE_TASKS + TARGET_TASKS
@@ -124,6 +131,12 @@ CHUNK_NAMES = ("O", "B-ADJP", "I-ADJP", "B-ADVP", "I-ADVP", "B-CONJP", "I-CONJP"
 DEPREL_NAMES = ("root", "nsubj", "obj", "obl", "det", "nummod", "amod", "advmod", "aux", "case",
                 "punct")
 NLI_NAMES = ("entailment", "neutral", "contradiction")
+RTE_NAMES = ("entailment", "not_entailment")
+# Constituency depth of a token: how many brackets of (S (NP ..) (VP .. (NP ..) (PP .. (NP ..)) (ADVP ..)))
+# hold it. Subject and verb group sit at 2, object, adposition and final adverb at 3, the PP's noun phrase at 4.
+# Two characters each: seqeval reads the first as a chunk prefix and the rest as the type, so a bare digit would
+# have no type at all.
+DEPTH_NAMES = ("D1", "D2", "D3", "D4")
 
 CONTENT_UPOS = ("NOUN", "VERB", "ADJ", "ADV")
 
@@ -148,8 +161,15 @@ FEATURES: dict[str, datasets.Features] = {
                                    "chunk_tags": _sequence_of(CHUNK_NAMES)}),
     "mb_deprel": datasets.Features({"id": _STR, "tokens": datasets.Sequence(_STR),
                                     "deprel_tags": _sequence_of(DEPREL_NAMES)}),
+    "mb_xpos": datasets.Features({"id": _STR, "tokens": datasets.Sequence(_STR),
+                                  "xpos_tags": _sequence_of(PTB_NAMES)}),
+    "mb_depth": datasets.Features({"id": _STR, "tokens": datasets.Sequence(_STR),
+                                   "depth_tags": _sequence_of(DEPTH_NAMES)}),
     "mb_para": datasets.Features({"id": datasets.Value("int32"), "sentence1": _STR, "sentence2": _STR,
                                   "label": datasets.ClassLabel(names=["0", "1"])}),
+    "mb_entail": datasets.Features({"sentence1": _STR, "sentence2": _STR,
+                                    "label": datasets.ClassLabel(names=list(RTE_NAMES)),
+                                    "idx": datasets.Value("int32")}),
     "mb_qa": _SQUAD_FEATURES,
     "mb_choice": datasets.Features({
         "ind": datasets.Value("int32"), "activity_label": _STR, "ctx_a": _STR, "ctx_b": _STR,
@@ -239,6 +259,8 @@ class MicroBenchConfig:
     intermediate_train_size: int = 2000
     intermediate_validation_size: int = 250
     target_train_size: int = 300
+    # NLI learns from the verb relation alone, word by word: 300 examples leave even English at chance.
+    nli_target_train_size: int = 1200
     target_eval_size: int = 200
     tatoeba_size: int = 200
     corpus_sentences_per_language: int = 1500
@@ -248,6 +270,10 @@ class MicroBenchConfig:
     target_train_heldout_fraction: float = 0.5
     synonym_swap_prob: float = 0.2      # per-word chance of a meaning-preserving synonym swap
     question_synonym_prob: float = 0.3  # per-word chance that a QA question names a word by a synonym
+    # How often an added modifier (neutral: nothing in the premise says it) is drawn, relative to each other edit.
+    # It is the one edit a word's polarity and domain say nothing about, so a rare one keeps NLI learnable
+    # from the English target data alone.
+    add_edit_weight: float = 0.25
     premise_bias: float = 0.9           # chance that a premise verb is positive, and in domain 0
 
     def __post_init__(self) -> None:
@@ -910,7 +936,18 @@ def _add_modifier(s: _Sampler, clause: Clause, premise_fields: set[int]) -> Opti
 
 def _nli_example(s: _Sampler, label: int) -> PairExample:
     wanted = NLI_NAMES[label]
-    edits = [e for e, name in NLI_EDIT_LABEL.items() if name == wanted]
+    return _entailment_pair(s, [e for e, name in NLI_EDIT_LABEL.items() if name == wanted], label)
+
+
+def _rte_example(s: _Sampler, label: int) -> PairExample:
+    """Two-way entailment (RTE): the NLI edits, with neutral and contradiction merged."""
+    wanted = NLI_NAMES[0]
+    edits = [e for e, name in NLI_EDIT_LABEL.items() if (name == wanted) == (label == 0)]
+    return _entailment_pair(s, edits, label)
+
+
+def _entailment_pair(s: _Sampler, edits: list[str], label: int) -> PairExample:
+    """A premise and a hypothesis made from it by one of ``edits`` (see NLI_EDIT_LABEL)."""
     for _ in range(200):
         premise = s.clause(light=True, biased=True)
         used = set(_fields(premise, s.lex))
@@ -919,7 +956,7 @@ def _nli_example(s: _Sampler, label: int) -> PairExample:
         hyp = s.resynonym(premise)
         if s.rng.random() < 0.15 and _droppable(hyp):
             hyp = _drop(hyp, s.rng.choice(_droppable(hyp)))
-        edit = s.rng.choice(edits)
+        edit = s.rng.choices(edits, [s.cfg.add_edit_weight if e == "add" else 1.0 for e in edits])[0]
         if edit == "drop":
             new = _drop(hyp, s.rng.choice(_droppable(hyp))) if _droppable(hyp) else None
         elif edit == "add":
@@ -928,7 +965,7 @@ def _nli_example(s: _Sampler, label: int) -> PairExample:
             new = _verb_edit(s, hyp, premise, edit)
         if new is not None and new != premise:
             return PairExample(premise, new, label, edit)
-    raise RuntimeError("could not build an NLI example; the lexicon is too small")
+    raise RuntimeError("could not build an entailment example; the lexicon is too small")
 
 
 def _para_example(s: _Sampler, label: int) -> PairExample:
@@ -1022,8 +1059,9 @@ def _choice_example(s: _Sampler, label: int) -> ChoiceExample:
 # Task registry: splits, languages, generation
 # --------------------------------------------------------------------------------------------------
 
-_FAMILY = {"mb_chunk": "clause", "mb_deprel": "clause", "mb_udpos": "clause", "mb_tatoeba": "clause",
-           "mb_para": "para", "mb_xnli": "nli", "mb_qa": "qa", "mb_xquad": "qa", "mb_choice": "choice"}
+_FAMILY = {"mb_chunk": "clause", "mb_deprel": "clause", "mb_xpos": "clause", "mb_depth": "clause",
+           "mb_udpos": "clause", "mb_tatoeba": "clause", "mb_para": "para", "mb_entail": "rte",
+           "mb_xnli": "nli", "mb_qa": "qa", "mb_xquad": "qa", "mb_choice": "choice"}
 
 
 def languages(name: str) -> tuple[str, ...]:
@@ -1053,7 +1091,9 @@ def _size(name: str, split: str, cfg: MicroBenchConfig) -> int:
         return cfg.tatoeba_size
     if name in INTERMEDIATE_TASKS:
         return cfg.intermediate_train_size if split == "train" else cfg.intermediate_validation_size
-    return cfg.target_train_size if split == "train" else cfg.target_eval_size
+    if split != "train":
+        return cfg.target_eval_size
+    return cfg.nli_target_train_size if name == "mb_xnli" else cfg.target_train_size
 
 
 @functools.lru_cache(maxsize=64)
@@ -1071,8 +1111,9 @@ def _latent_examples(name: str, split: str, seed: int, cfg: MicroBenchConfig) ->
         return tuple(s.clause() for _ in range(n))
     if family == "qa":
         return tuple(_qa_example(s) for _ in range(n))
-    n_labels = {"para": 2, "nli": 3, "choice": 4}[family]
-    make = {"para": _para_example, "nli": _nli_example, "choice": _choice_example}[family]
+    n_labels = {"para": 2, "rte": 2, "nli": 3, "choice": 4}[family]
+    make = {"para": _para_example, "rte": _rte_example, "nli": _nli_example,
+            "choice": _choice_example}[family]
     return tuple(make(s, label) for label in _balanced_labels(rng, n, n_labels))
 
 
@@ -1080,8 +1121,15 @@ def _index_of(names: tuple[str, ...]) -> dict[str, int]:
     return {n: i for i, n in enumerate(names)}
 
 
-_UPOS_ID, _PTB_ID, _CHUNK_ID, _DEPREL_ID = map(_index_of, (UPOS_NAMES, PTB_NAMES, CHUNK_NAMES,
-                                                          DEPREL_NAMES))
+_UPOS_ID, _PTB_ID, _CHUNK_ID, _DEPREL_ID, _DEPTH_ID = map(_index_of, (
+    UPOS_NAMES, PTB_NAMES, CHUNK_NAMES, DEPREL_NAMES, DEPTH_NAMES))
+
+
+def constituent_depth(tok: Tok) -> str:
+    """The token's depth in the clause's constituency tree (DEPTH_NAMES); class and constituent decide it."""
+    if tok.slot == "pp":
+        return "D3" if tok.deprel == "case" else "D4"
+    return {"punct": "D1", "subj": "D2", "vp": "D2", "obj": "D3", "adv": "D3"}[tok.slot]
 
 
 def _render_qa(ex: QAExample, index: int, name: str, split: str, seed: int, lex: Lexicon,
@@ -1132,7 +1180,7 @@ def _render_choice(ex: ChoiceExample, index: int, split: str, lex: Lexicon) -> t
 def _render(name: str, ex: Any, index: int, split: str, seed: int, lex: Lexicon,
             lang: str) -> tuple[dict, dict]:
     """One hub-schema row plus its latent record (lexeme id behind every token)."""
-    if name in ("mb_chunk", "mb_deprel", "mb_udpos"):
+    if name in ("mb_chunk", "mb_deprel", "mb_xpos", "mb_depth", "mb_udpos"):
         toks = linearize(ex, lex, lang)
         row: dict[str, Any] = {"tokens": [t.text for t in toks]}
         if name == "mb_chunk":
@@ -1140,6 +1188,10 @@ def _render(name: str, ex: Any, index: int, split: str, seed: int, lex: Lexicon,
                    "chunk_tags": [_CHUNK_ID[t.chunk] for t in toks]}
         elif name == "mb_deprel":
             row = {"id": str(index), **row, "deprel_tags": [_DEPREL_ID[t.deprel] for t in toks]}
+        elif name == "mb_xpos":
+            row = {"id": str(index), **row, "xpos_tags": [_PTB_ID[t.ptb] for t in toks]}
+        elif name == "mb_depth":
+            row = {"id": str(index), **row, "depth_tags": [_DEPTH_ID[constituent_depth(t)] for t in toks]}
         else:
             row["pos_tags"] = [_UPOS_ID[t.upos] for t in toks]
         return row, {"lexemes": _ids(toks)}
@@ -1148,11 +1200,14 @@ def _render(name: str, ex: Any, index: int, split: str, seed: int, lex: Lexicon,
         return ({"source_sentence": _text(source), "target_sentence": _text(target),
                  "source_lang": lang, "target_lang": "en"},
                 {"source_lexemes": _ids(source), "target_lexemes": _ids(target)})
-    if name in ("mb_xnli", "mb_para"):
+    if name in ("mb_xnli", "mb_para", "mb_entail"):
         first, second = linearize(ex.premise, lex, lang), linearize(ex.hypothesis, lex, lang)
         meta = {"premise_lexemes": _ids(first), "hypothesis_lexemes": _ids(second), "edit": ex.edit}
         if name == "mb_xnli":
             return {"premise": _text(first), "hypothesis": _text(second), "label": ex.label}, meta
+        if name == "mb_entail":
+            return ({"sentence1": _text(first), "sentence2": _text(second), "label": ex.label,
+                     "idx": index}, meta)
         return ({"id": index + 1, "sentence1": _text(first), "sentence2": _text(second),
                  "label": ex.label}, meta)
     if name in ("mb_qa", "mb_xquad"):
