@@ -22,7 +22,7 @@ LAYERS = [
     ["xgrid.tasks"],
     ["xgrid.training"],
     ["xgrid.planning"],
-    ["xgrid.running", "xgrid.events"],
+    ["xgrid.running", "xgrid.events", "xgrid.provenance"],
     ["xgrid.tracking"],
     ["xgrid.search", "xgrid.compare"],
     ["xgrid.cli"],

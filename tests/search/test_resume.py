@@ -118,7 +118,7 @@ def test_sampled_learning_rates_only_fix_the_cell():
 
 def test_resume_queue_on_a_real_study(tmp_path, plan):
     cells = udpos(plan)
-    points = enqueued_points(plan.space, [c.id for c in cells])
+    points = enqueued_points(plan.space, [c.id for c in cells], "mb_udpos")
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
     study = optuna.create_study(study_name="rs.mb_udpos", storage=storage, direction="maximize")
     for point in points:
