@@ -2,7 +2,9 @@
 select the checkpoint by a declared policy, evaluate on every language, optionally save the encoder.
 
 Stage 1 (intermediate) and stage 2 (target) are both this function; they differ only in their request.
-Retrieval targets skip training and are scored from the encoder as it is.
+A retrieval target (a scored format) is scored from the encoder as it is when the request has no train tasks
+(XTREME); with train tasks (XTREME-R: Tatoeba and LAReQA after SQuAD) the encoder is first fine-tuned on them,
+the epoch is selected on their English dev, and the retrieval target is scored with that epoch's encoder.
 
 A phase whose context keeps checkpoints (`ctx.checkpointing`) writes one at the end of every epoch but the last
 (whose report is the final one) and, on a retry or with `request.resume_from`, continues from the next epoch with
@@ -89,6 +91,9 @@ class PhaseRequest:
             raise ValueError(f"selection_policy {self.selection_policy!r} is not one of {POLICIES}")
         if not self.train_tasks and self.eval_task is None:
             raise ValueError("a phase needs train_tasks or an eval_task")
+        scored = [t.name for t in self.train_tasks if not get_format(t.format).trains]
+        if scored:
+            raise ValueError(f"train task(s) {scored} have a scored (retrieval) format: there is nothing to train on")
 
 
 @dataclass
@@ -153,16 +158,21 @@ def run_phase(request: PhaseRequest, ctx: TrainContext | None = None) -> PhaseRe
     seed_everything(request.seed)
     tokenizer = load_tokenizer(request.encoder_source)
     encoder = load_encoder(request.encoder_source)
-    eval_task = request.eval_task
-    if eval_task is not None and not get_format(eval_task.format).trains:
+    if is_retrieval_target(request) and not request.train_tasks:
         return _score_retrieval(request, encoder, tokenizer, ctx, started)
     return _Trainer(request, encoder, tokenizer, ctx).run(started)
 
 
-def _score_retrieval(request, encoder, tokenizer, ctx, started) -> PhaseResult:
+def is_retrieval_target(request: PhaseRequest) -> bool:
+    """The request's target is scored from encoder embeddings (a ScoredFormat), not through a trained head."""
+    return request.eval_task is not None and not get_format(request.eval_task.format).trains
+
+
+def retrieval_scores(request: PhaseRequest, encoder: nn.Module, tokenizer: Any,
+                     device: torch.device) -> dict[str, dict[str, float]]:
+    """language -> metrics of the retrieval target's test split, embedded by `encoder` as it is."""
     task = request.eval_task
     fmt = get_format(task.format)
-    encoder = encoder.to(ctx.device)
     settings = RetrievalSettings(request.retrieval.layer, request.retrieval.pooling, request.hparams.batch_size,
                                  request.hparams.max_length)
     by_language = {}
@@ -170,7 +180,13 @@ def _score_retrieval(request, encoder, tokenizer, ctx, started) -> PhaseResult:
         examples = load_split(task, language, "test", request.load, request.hparams.max_eval_examples)
         if examples is not None:
             by_language[language] = fmt.evaluate_encoder(encoder, tokenizer, examples, task, language, settings,
-                                                         ctx.device, load=request.load)
+                                                         device, load=request.load)
+    return by_language
+
+
+def _score_retrieval(request, encoder, tokenizer, ctx, started) -> PhaseResult:
+    task = request.eval_task
+    by_language = retrieval_scores(request, encoder.to(ctx.device), tokenizer, ctx.device)
     # No training, so nothing to select: both policies see the same encoder.
     final = {policy: by_language for policy in POLICIES}
     result = PhaseResult(task.metric, [], final, {p: 0 for p in POLICIES}, request.selection_policy,
@@ -196,16 +212,19 @@ class _Trainer:
         heads = {t.name: formats[t.name].build_head(hidden, formats[t.name].num_outputs(t, self.train[t.name].examples))
                  for t in request.train_tasks}
         self.model = ctx.wrap(PhaseModel(encoder, heads, formats))
+        # XTREME-R: the target is scored from embeddings after fine-tuning on the train tasks, through no head.
+        self.retrieval_target = is_retrieval_target(request)
         self.eval_sets = self._eval_sets()
         self._tests: dict[str, Split] | None = None  # test splits, featurized on first use
 
     # --- what is evaluated -------------------------------------------------------------------------------
     def _eval_sets(self) -> dict[tuple[str, str], tuple[TaskSpec, str, Split]]:
         """(task name, language) -> (task, head to use, dev split). A target is scored through the head of
-        the task it trains on; an intermediate phase scores each of its tasks on English dev."""
+        the task it trains on; an intermediate phase, and a retrieval target's fine-tuning (a retrieval task has
+        no head to score a dev split through), score each train task on English dev."""
         req, hp = self.req, self.req.hparams
         pairs = ([(req.eval_task, req.train_tasks[0].name, lang) for lang in (req.eval_languages or req.eval_task.languages)]
-                 if req.eval_task else [(t, t.name, "en") for t in req.train_tasks])
+                 if self._dev_on_target else [(t, t.name, "en") for t in req.train_tasks])
         sets = {}
         for task, head, language in pairs:
             examples = load_split(task, language, "dev", req.load, hp.max_eval_examples)
@@ -213,8 +232,13 @@ class _Trainer:
                 sets[(task.name, language)] = (task, head, featurize(task, examples, self.tokenizer, hp.max_length, False))
         if not any(lang == "en" for _, lang in sets):
             raise ValueError("no English dev split to select a checkpoint on: "
-                             f"{[t.name for t in ([req.eval_task] if req.eval_task else req.train_tasks)]}")
+                             f"{[t.name for t in ([req.eval_task] if self._dev_on_target else req.train_tasks)]}")
         return sets
+
+    @property
+    def _dev_on_target(self) -> bool:
+        """Epochs are selected on the target's own dev splits (a trained target), else on the train tasks'."""
+        return self.req.eval_task is not None and not self.retrieval_target
 
     @property
     def metric(self) -> str:
@@ -357,7 +381,7 @@ class _Trainer:
 
     def _dev_record(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
         """Flat names for reports: `dev.<metric>.<lang>` for a target, `dev.<task>.<metric>` for intermediates."""
-        if self.req.eval_task is not None:
+        if self._dev_on_target:
             return {target_dev_metric(self.metric, lang): m[self.metric] for (_, lang), m in dev.items()}
         metric_of = lambda name, lang: self.eval_sets[(name, lang)][0].metric
         return {intermediate_dev_metric(name, metric_of(name, lang)): m[metric_of(name, lang)]
@@ -366,7 +390,12 @@ class _Trainer:
     def _selection_scores(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
         primary = {key: m[self.eval_sets[key][0].metric] for key, m in dev.items()}
         scores = {ENGLISH_DEV: float(np.mean([v for (_, lang), v in primary.items() if lang == "en"]))}
-        if self.req.eval_task is not None and len(primary) > 1:
+        if self.retrieval_target:
+            # A retrieval target has no dev split to select on in any language, so under target_dev too the epoch
+            # is selected on the fine-tuning task's English dev: both policies report it (the scheduler and the
+            # searcher rank the declared one's `select.<policy>`), and both select the same epoch.
+            scores[TARGET_DEV] = scores[ENGLISH_DEV]
+        elif self.req.eval_task is not None and len(primary) > 1:
             scores[TARGET_DEV] = float(np.mean(list(primary.values())))
         return scores
 
@@ -379,11 +408,27 @@ class _Trainer:
             if epoch not in cache:
                 if self.req.eval_task is None:
                     cache[epoch] = {"en": self._intermediate_scores(dev_by_epoch[epoch])}
+                elif self.retrieval_target:
+                    cache[epoch] = self._score_retrieval_target(weights.load(epoch))
                 else:
                     self.ctx.load_full_state_dict(self.model, weights.load(epoch))
                     cache[epoch] = self._score_test()
             final[policy] = cache[epoch]
         return final, selected
+
+    def _score_retrieval_target(self, state: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+        """The retrieval target scored as `_score_retrieval` scores it, by the encoder of a selected epoch.
+
+        The encoder is a fresh, unwrapped copy holding the selected weights: the retrieval protocols call the
+        encoder itself, which under FSDP would skip the wrapped model's gathering of its sharded parameters."""
+        encoder_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+        if not encoder_state:
+            # Under FSDP only rank 0 holds the full weights (the others' files are empty); only rank 0's report
+            # is kept, so the other ranks report no scores rather than the untrained encoder's.
+            return {}
+        encoder = load_encoder(self.req.encoder_source)
+        encoder.load_state_dict(encoder_state)
+        return retrieval_scores(self.req, encoder.to(self.ctx.device), self.tokenizer, self.ctx.device)
 
     def _intermediate_scores(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
         if len(dev) == 1:
