@@ -1,21 +1,28 @@
-"""The report recovers the planted contrast, leaves own-data cells out, writes its files and logs them."""
+"""The report recovers the planted contrast over the zero-shot languages, adjusts the answer's p-values over the
+targets, leaves own-data cells out, writes its files and logs them."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
+from xgrid.compare import stats
 from xgrid.compare.report import ALL_GROUPS, build_report, log_report, write_report
 from xgrid.compare.runs import CompareError
 from tests.compare.test_runs import (EXPERIMENT, OWN, PLANTED, SEEDS, TARGETS, _client, grid_runs,  # noqa: F401
                                      grid_store)
 
-N_BOOT = 500
+
+def zero_shot(languages) -> list[str]:
+    return [l for l in languages if l != "en"]
 
 
 @pytest.fixture(scope="module")
 def report(grid_runs):  # noqa: F811
-    return build_report(grid_runs, n_boot=N_BOOT, seed=0)
+    return build_report(grid_runs)
 
 
 def test_contrast_recovers_the_planted_effect(report):
@@ -45,8 +52,8 @@ def test_group_and_language_tables(report):
     assert abs(declared.loc[ALL_GROUPS, "diff"]) < 1.0
     assert declared.loc[ALL_GROUPS, "targets"] == "mb_tatoeba,mb_udpos,mb_xnli"
     langs = report.contrast_by_language
-    expected = sum(len(l) * (1 if f == "retrieval" else 2) for f, _, l, _, _ in TARGETS.values())
-    assert len(langs) == expected
+    expected = sum(len(zero_shot(l)) * (1 if f == "retrieval" else 2) for f, _, l, _, _ in TARGETS.values())
+    assert len(langs) == expected and "en" not in set(langs["language"])
     udpos = langs[langs["target"] == "mb_udpos"]
     assert (udpos["diff"] > 3).all()
 
@@ -68,13 +75,14 @@ def test_summaries_matrices_and_notes(report):
                 & (kinds["policy"] == "english_dev")].iloc[0]
     assert row["low"] <= 5.0 <= row["high"]
     m = report.matrices["mb_udpos"]
-    assert list(m.index) == ["en", "xa", "xb"]
+    assert list(m.index) == ["xa", "xb"]  # zero-shot: English is the training language
     assert list(m.columns) == ["mb_chunk", "mb_deprel", "mb_para", "mb_qa"]  # syntactic first, no own-data column
     assert m.notna().all().all()
     assert report.matrix_policy == {t: "english_dev" for t in TARGETS}
     assert report.counts["running"] == 3 and report.counts["pending_cells"] == 1
     assert any("still running" in note for note in report.notes)
-    assert any("p = 0.333" in note for note in report.notes)  # 2 + 2 tasks: the permutation floor
+    assert any(stats.METHOD_NOTE in note for note in report.notes)
+    assert any("per-language rows are descriptive" in note for note in report.notes)
 
 
 def test_write_and_log(report, grid_store, tmp_path):  # noqa: F811
@@ -103,16 +111,29 @@ def test_write_and_log(report, grid_store, tmp_path):  # noqa: F811
 def test_no_baseline_is_an_error(grid_runs):  # noqa: F811
     no_base = grid_runs[grid_runs["kind"] != "none"].copy()
     with pytest.raises(CompareError, match="no baseline"):
-        build_report(no_base, n_boot=50)
+        build_report(no_base)
 
 
 def test_headline_states_the_divergence(report):
     declared = [line for line in report.headline if line.startswith("policy=english_dev")]
     assert len(declared) == 1 and len(report.headline) == 2
     line = declared[0]
-    assert "syntactic higher (interval above 0): mb_udpos" in line
-    assert "semantic higher (interval below 0): mb_xnli" in line
-    assert "covers 0): mb_tatoeba" in line and "opposite directions" in line
+    assert "syntactic higher: mb_udpos" in line
+    assert "semantic higher: mb_xnli" in line
+    assert "no clear difference: mb_tatoeba" in line and "opposite directions" in line
+    assert "Holm-adjusted over 3 target(s)" in line  # udpos, xnli, tatoeba under English-dev selection
+    oracle = next(line for line in report.headline if line.startswith("policy=target_dev"))
+    assert "Holm-adjusted over 2 target(s)" in oracle  # tatoeba (retrieval) has no target-dev selection
+
+
+def test_by_target_p_values_are_holm_adjusted_per_policy(report):
+    table = report.contrast_by_target
+    for policy, sub in table.groupby("policy"):
+        expected = stats.adjust_pvalues(sub["p_value"].to_numpy(), method="holm")
+        np.testing.assert_allclose(sub["p_adjusted"].to_numpy(), expected)
+        assert (sub["family_size"] == len(sub)).all()
+        assert (sub["p_adjusted"] >= sub["p_value"]).all()
+    assert list(table.columns).index("p_adjusted") == list(table.columns).index("p_value") + 1
 
 
 def test_several_base_models_are_never_pooled(tmp_path):
@@ -125,7 +146,7 @@ def test_several_base_models_are_never_pooled(tmp_path):
     for model, effect in (("xlmr-large", 0.0), ("xlmr-xl", 4.0)):
         df = make_runs(rng, targets=("udpos",), effects={("udpos", "syntactic"): effect})
         frames.append(df.assign(base_model=model))
-    rep = build_report(pd.concat(frames, ignore_index=True), n_boot=300)
+    rep = build_report(pd.concat(frames, ignore_index=True))
     table = rep.contrast_by_target.set_index("base_model")
     assert list(table.index) == ["xlmr-large", "xlmr-xl"]
     assert table.loc["xlmr-xl", "low"] > 0 and table.loc["xlmr-large", "low"] < 4.0

@@ -30,10 +30,12 @@ TASKS = (("mb_chunk", "syntactic"), ("mb_deprel", "syntactic"), ("mb_para", "sem
          ("none", "none"))
 OWN = ("mb_udpos", "syntactic", "mb_udpos")  # intermediate, kind, the only target it is own data of
 # Planted true gains over the baseline: syntactic - semantic = +5 on tagging, -5 on classification, 0 on retrieval.
+# The tasks of a kind lie 0.4 apart: with 2 + 2 tasks a t-interval has 2 degrees of freedom, and a planted +-5
+# is found (Holm over the 3 targets) only when the tasks of a kind agree closely.
 EFFECTS = {
-    "mb_udpos": {"mb_chunk": 4.0, "mb_deprel": 6.0, "mb_para": -1.0, "mb_qa": 1.0, "mb_udpos": 40.0},
-    "mb_xnli": {"mb_chunk": -1.0, "mb_deprel": 1.0, "mb_para": 4.0, "mb_qa": 6.0},
-    "mb_tatoeba": {"mb_chunk": 1.5, "mb_deprel": 2.5, "mb_para": 1.5, "mb_qa": 2.5},
+    "mb_udpos": {"mb_chunk": 4.8, "mb_deprel": 5.2, "mb_para": -0.2, "mb_qa": 0.2, "mb_udpos": 40.0},
+    "mb_xnli": {"mb_chunk": -0.2, "mb_deprel": 0.2, "mb_para": 4.8, "mb_qa": 5.2},
+    "mb_tatoeba": {"mb_chunk": 1.8, "mb_deprel": 2.2, "mb_para": 1.8, "mb_qa": 2.2},
 }
 PLANTED = {"mb_udpos": 5.0, "mb_xnli": -5.0, "mb_tatoeba": 0.0}
 LANG_EFFECT = {"en": 0.0, "xa": -10.0, "xb": -20.0}

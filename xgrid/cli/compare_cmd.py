@@ -1,5 +1,5 @@
 """`xgrid compare EXPERIMENT`: read a search back from MLflow and ask whether syntactic and semantic intermediate
-tasks diverge, with task-level intervals and p-values (see `xgrid.compare.stats`)."""
+tasks diverge, with task-level intervals and p-values (see `xgrid.compare.stats` and `xgrid.compare.report`)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,14 @@ def compare(
                                                          envvar="MLFLOW_TRACKING_URI")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="where the CSVs and figures go (default: "
                                                                "<output-dir>/compare/<experiment>)")] = None,
-    n_boot: Annotated[int, typer.Option("--n-boot", min=1, help="bootstrap replicates")] = 2000,
-    seed: Annotated[int, typer.Option(help="random seed of the bootstrap and permutation test")] = 0,
+    languages: Annotated[str, typer.Option(help="languages the gains average over: zero-shot (every evaluated "
+                                                 "language but English), all, or a comma list (xa,xb)")] = "zero-shot",
+    search: Annotated[Optional[str], typer.Option(help="the search to read (tag search_id): default the latest; "
+                                                       "an id, several comma-separated, or 'all' to pool them")] = None,
+    adjust: Annotated[str, typer.Option(help="multiple-comparison adjustment of the by-target contrasts of each "
+                                             "policy: holm (family-wise) or bh (false discovery rate)")] = "holm",
+    n_boot: Annotated[Optional[int], typer.Option("--n-boot", hidden=True,
+                                                  help="ignored: compare uses t-intervals, no bootstrap")] = None,
     no_log: Annotated[bool, typer.Option("--no-log", help="do not log the files to the search's MLflow run")] = False,
     output_dir: Annotated[Path, typer.Option(help="the search's output folder (for the defaults above)",
                                              envvar="XGRID_OUTPUT_DIR")] = DEFAULT_OUTPUT_DIR,
@@ -36,14 +42,17 @@ def compare(
 
     uri = tracking_uri or default_tracking_uri(output_dir)
     try:
-        runs = load_runs(experiment, uri)
-        report = build_report(runs, n_boot=n_boot, seed=seed)
+        runs = load_runs(experiment, uri, search=search)
+        report = build_report(runs, languages=languages, adjust=adjust)
     except CompareError as err:
         raise fail(str(err)) from None
     except TrackingError as err:  # the server cannot be reached, a store of another version ...
         raise fail(f"MLflow ({uri}): {err}") from None
 
     print_report(report)
+    if n_boot is not None:  # scripts written for the bootstrap keep working; the option says nothing any more
+        console.print("[yellow]note:[/] --n-boot is ignored: intervals are Welch t-intervals over tasks, there is "
+                      "no bootstrap", soft_wrap=True)
     out_dir = out or output_dir / "compare" / safe_name(report.experiment or experiment)
     files = write_report(report, out_dir)
     console.print(f"wrote {len(files)} files to {out_dir.resolve()}", soft_wrap=True)  # a path: one line, to copy
@@ -72,20 +81,21 @@ def _p(value) -> str:
     return _num(value, "{:.3g}")
 
 
-def _contrast_table(title: str, table, keys: list[str]) -> Table:
+def _contrast_table(title: str, table, keys: list[str], adjusted: bool = False) -> Table:
     from xgrid.compare.report import KIND_A, KIND_B
 
     out = Table(title=title, title_justify="left")
     for key in keys:
         out.add_column(key)
-    for column in (f"mean gain {KIND_A}", f"mean gain {KIND_B}", "diff", "95% CI", "p", "n tasks (syn/sem)",
-                   "seeds", "note"):
-        out.add_column(column, justify="right" if column not in ("note",) else "left")
+    columns = [f"mean gain {KIND_A}", f"mean gain {KIND_B}", "diff", "95% CI", "p", *(["p adj"] if adjusted else []),
+               "n tasks (syn/sem)", "seeds", "note"]
+    for column in columns:
+        out.add_column(column, justify="right" if column != "note" else "left")
     for row in table.to_dict("records"):
         ci = "-" if math.isnan(row["low"]) else f"[{row['low']:+.2f}, {row['high']:+.2f}]"
         out.add_row(*[str(row[k]) for k in keys], _num(row[f"mean_{KIND_A}"]), _num(row[f"mean_{KIND_B}"]),
-                    _num(row["diff"]), ci, _p(row["p_value"]), f"{row[f'n_{KIND_A}']}/{row[f'n_{KIND_B}']}",
-                    str(row["n_seeds"]), row["note"] or "")
+                    _num(row["diff"]), ci, _p(row["p_value"]), *([_p(row["p_adjusted"])] if adjusted else []),
+                    f"{row[f'n_{KIND_A}']}/{row[f'n_{KIND_B}']}", str(row["n_seeds"]), row["note"] or "")
     return out
 
 
@@ -94,31 +104,79 @@ def _keys(table, first: list[str]) -> list[str]:
     return [*first, *extra]
 
 
-def print_report(report) -> None:
+def _plain_table(title: str, table, columns: list[str], formats: dict[str, str] | None = None) -> Table:
+    out = Table(title=title, title_justify="left")
+    for column in columns:
+        out.add_column(column.replace("_", " "))
+    for row in table.to_dict("records"):
+        out.add_row(*[_cell(row.get(c), (formats or {}).get(c)) for c in columns])
+    return out
+
+
+def _cell(value, fmt: str | None) -> str:
+    """A table cell: "-" for a missing number, "?" for an unknown one (pandas' NA: a training size not known)."""
+    import pandas as pd
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if value is pd.NA:
+        return "?"
+    return fmt.format(value) if fmt else str(value)
+
+
+def _header(report) -> None:
     c = report.counts
     console.print(f"[bold]experiment[/] {report.experiment}: {c.get('selected', 0)} cells with a result "
                   f"(of {c.get('cells', 0)}), from {c.get('runs', 0)} stage-2/retrieval runs: "
                   f"{c.get('not_selected', 0)} finished trials not selected (other learning rates), "
                   f"{c.get('running', 0)} running, {c.get('failed', 0)} failed, {c.get('killed', 0)} stopped, "
-                  f"{c.get('incomplete', 0)} finished without final metrics")
+                  f"{c.get('incomplete', 0)} finished without final metrics", soft_wrap=True)
+    if report.searches:
+        pooled = len(report.searches) > 1
+        what = (f"{len(report.searches)} searches pooled: {', '.join(report.searches)}" if pooled else
+                f"search {report.searches[0]}" + (" (the latest)" if report.search_ids and
+                                                   report.searches[0] == report.search_ids[-1] else ""))
+        console.print(f"[bold]search[/] {what} (of {len(report.search_ids)} in the experiment)", soft_wrap=True)
+    console.print(f"[bold]languages[/] {report.languages_label}", soft_wrap=True)
     console.print("contrast: mean gain over the 'none' baseline, syntactic - semantic; unit = intermediate task, "
-                  f"95% two-level bootstrap (tasks, then seeds; {report.n_boot} replicates), "
-                  "p = permutation test over tasks")
+                  "95% Welch t-interval over tasks (seeds averaged inside each), p = Welch t-test; p adj = "
+                  f"{report.adjust} over the targets of each policy", soft_wrap=True)
+
+
+def _degenerate_table(report) -> Table:
+    return _plain_table("degenerate cells: left out of every contrast", report.degenerate,
+                        ["target", "intermediate", "kind", "seed", "base_model", "policy", "detail"])
+
+
+def _flagged_table(flagged) -> Table:
+    table = Table(title="flagged cells (own English training data, not transfer): left out of the contrasts",
+                  title_justify="left")
+    for column in ("target", "intermediate", "kind", "base_model", "policy", "seeds", "mean gain"):
+        table.add_column(column)
+    grouped = flagged.groupby(["target", "intermediate", "kind", "base_model", "policy"], sort=True)
+    for key, sub in grouped:
+        table.add_row(*[str(k) for k in key], ",".join(str(s) for s in sorted(sub["seed"])),
+                      _num(sub["mean_gain"].mean()))
+    return table
+
+
+def print_report(report) -> None:
+    _header(report)
     by_target = report.contrast_by_target
-    console.print(_contrast_table("by target", by_target, _keys(by_target, ["target", "metric"])))
+    console.print(_contrast_table("by target", by_target, _keys(by_target, ["target", "metric"]), adjusted=True))
     by_group = report.contrast_by_group
-    console.print(_contrast_table("by target group", by_group, _keys(by_group, ["target_group", "targets"])))
-    flagged = report.flagged
-    if not flagged.empty:
-        table = Table(title="flagged cells (own English training data, not transfer): left out of the contrasts",
-                      title_justify="left")
-        for column in ("target", "intermediate", "kind", "base_model", "policy", "seeds", "mean gain"):
-            table.add_column(column)
-        grouped = flagged.groupby(["target", "intermediate", "kind", "base_model", "policy"], sort=True)
-        for key, sub in grouped:
-            table.add_row(*[str(k) for k in key], ",".join(str(s) for s in sorted(sub["seed"])),
-                          _num(sub["mean_gain"].mean()))
-        console.print(table)
+    console.print(_contrast_table("by target group (descriptive)", by_group,
+                                  _keys(by_group, ["target_group", "targets"])))
+    tasks = report.tasks
+    if not tasks.empty:
+        keys = [c for c in ("policy", "base_model") if c in tasks.columns]
+        console.print(_plain_table("by task", tasks, ["target", "intermediate", "kind", "format", "train_size",
+                                                      "mean_gain", "n_seeds", "degenerate_seeds", *keys],
+                                   {"mean_gain": "{:+.2f}"}))
+    if not report.degenerate.empty:
+        console.print(_degenerate_table(report))
+    if not report.flagged.empty:
+        console.print(_flagged_table(report.flagged))
     for line in report.headline:
         console.print(f"[bold]answer[/] {line}", soft_wrap=True)
     for note in report.notes:

@@ -29,11 +29,12 @@ def _facets(summary: pd.DataFrame) -> list[str]:
     return [c for c in summary.columns if c not in fixed]
 
 
-def gain_by_target(summary: pd.DataFrame, path: str | Path, metrics: dict[str, str] | None = None) -> Path:
-    """Grouped bars: mean gain over the baseline of every kind, per target, with its 95% interval.
+def gain_by_target(summary: pd.DataFrame, path: str | Path, metrics: dict[str, str] | None = None,
+                   languages: str = "") -> Path:
+    """Grouped bars: mean gain over the baseline of every kind, per target, with its 95% t-interval over tasks.
 
     ``summary`` is `stats.kind_summary(gains, by=["target", ...])`; one panel per value of the other keys
-    (policy, base model)."""
+    (policy, base model). ``languages`` names the languages averaged (the title says it)."""
     plt = _pyplot()
     path = Path(path)
     facet_keys = _facets(summary)
@@ -61,7 +62,9 @@ def gain_by_target(summary: pd.DataFrame, path: str | Path, metrics: dict[str, s
         labels = [f"{t}\n({metrics[t]})" if metrics and t in metrics else t for t in targets]
         ax.set_xticks(x, labels)
         ax.set_ylabel("gain over 'none'")
-        title = "mean gain by intermediate-task kind, 95% interval (tasks, then seeds)"
+        title = "mean gain by intermediate-task kind, 95% t-interval over tasks (seeds averaged in each)"
+        if languages:
+            title += f"; {languages} languages"
         if key:
             title += "\n" + ", ".join(f"{k}: {v}" for k, v in zip(facet_keys, key))
         ax.set_title(title, fontsize=9)
