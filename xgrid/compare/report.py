@@ -678,7 +678,10 @@ def build_report(runs_df: pd.DataFrame, languages: str = ZERO_SHOT, adjust: str 
     chosen_languages = select_languages(every, languages)
     runs = _at_languages(every, chosen_languages)
     degenerate = find_degenerate(every, runs, runs_df.attrs.get("stage1"))
-    all_gains = stats.compute_gains(runs)
+    try:
+        all_gains = stats.compute_gains(runs)
+    except ValueError as err:  # two results for one task, seed and language: a table not read by load_runs
+        raise CompareError(str(err)) from None
     unmatched = all_gains.attrs.get("unmatched", 0)
     transfer = all_gains[~all_gains["own_data"]]
     if transfer.empty:

@@ -240,6 +240,25 @@ def choose_searches(search: str | None, present: list[str], experiment: str) -> 
     return list(dict.fromkeys(wanted))
 
 
+POOL_KEYS = ["base_model", "target", "policy", "intermediate", "seed"]
+
+
+def _check_poolable(df: pd.DataFrame) -> None:
+    """Pooled searches may add targets, tasks or seeds, or share cells (same settings, same cell id); two cells of
+    the same task, target and seed under other settings would count one observation twice."""
+    cells = df.drop_duplicates([*POOL_KEYS, "cell_id"])
+    clash = cells[cells.duplicated(POOL_KEYS, keep=False)]
+    if clash.empty:
+        return
+    first = clash.iloc[0]
+    searches = sorted(set(clash.loc[(clash[POOL_KEYS] == first[POOL_KEYS]).all(axis=1), "search_id"]))
+    n = len(clash.drop_duplicates(POOL_KEYS))
+    raise CompareError(f"searches {', '.join(searches)} both have {first['intermediate']} -> {first['target']} seed "
+                       f"{first['seed']} ({first['base_model']}) under other settings (another cell id), and "
+                       f"{n - 1} more such cell(s): pooled, one task and seed would count twice; compare them one "
+                       "at a time (--search ID)")
+
+
 def _stage1_records(reader: RunReader, experiment_id: str, keys: set[str]) -> dict[str, dict[str, Any]]:
     """stage1_key -> what its latest finished stage-1 run logged (the checkpoint's own English dev scores).
 
@@ -320,6 +339,8 @@ def load_runs(experiment: str, tracking_uri: str | None = None, search: str | No
         raise CompareError(f"experiment {exp.name!r} has {counts['runs']} stage-2/retrieval runs but none finished "
                            f"with final metrics yet ({counts['running']} running, {counts['failed']} failed)")
     df = pd.DataFrame(rows, columns=COLUMNS)
+    if len(chosen) > 1:
+        _check_poolable(df)
     df = df.sort_values(["target", "base_model", "policy", "intermediate", "seed", "language"],
                         kind="stable").reset_index(drop=True)
     stage1 = _stage1_records(reader, exp.experiment_id, set(df["stage1_key"]) - {""})
