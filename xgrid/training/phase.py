@@ -101,7 +101,7 @@ class PhaseResult:
     metric: str  # primary metric of the evaluated task(s)
     history: list[dict[str, float]]  # per epoch: train loss and dev scores
     final: dict[str, dict[str, dict[str, float]]]  # policy -> language -> metrics (test split; dev for intermediates)
-    selected_epoch: dict[str, int]  # policy -> epoch (0 = untrained, retrieval)
+    selected_epoch: dict[str, int]  # policy -> epoch (0 = untrained: a retrieval target scored as it is)
     policy: str
     seconds: float
     output_dir: str | None = None
@@ -380,7 +380,8 @@ class _Trainer:
         return {key: self._score(task, head, split, key[1]) for key, (task, head, split) in self.eval_sets.items()}
 
     def _dev_record(self, dev: dict[tuple[str, str], dict[str, float]]) -> dict[str, float]:
-        """Flat names for reports: `dev.<metric>.<lang>` for a target, `dev.<task>.<metric>` for intermediates."""
+        """Flat names for reports: `dev.<metric>.<lang>` for a target, `dev.<task>.<metric>` for intermediates and
+        for the fine-tuning task of a retrieval target (its dev scores are that task's, not the target's)."""
         if self._dev_on_target:
             return {target_dev_metric(self.metric, lang): m[self.metric] for (_, lang), m in dev.items()}
         metric_of = lambda name, lang: self.eval_sets[(name, lang)][0].metric
