@@ -26,13 +26,17 @@ def _run(*args):
 
 def test_compare_prints_writes_and_logs(grid_store, tmp_path):  # noqa: F811
     out = tmp_path / "cmp"
-    result = _run(EXPERIMENT, "--tracking-uri", grid_store.uri, "--out", str(out), "--n-boot", "400")
+    result = _run(EXPERIMENT, "--tracking-uri", grid_store.uri, "--out", str(out))
     print(result.output)
     assert result.exit_code == 0, result.output
     text = result.stdout
-    for expected in ("by target", "by target group", "flagged cells", "mean gain syntactic", "95% CI",
-                     "mb_udpos", "mb_xnli", "mb_tatoeba", "(all)", "still running", "logged them to MLflow run"):
+    for expected in ("by target", "by target group", "flagged cells", "mean gain syntactic", "95% CI", "p adj",
+                     "by task", "train size", "tagging", "mb_udpos", "mb_xnli", "mb_tatoeba", "(all)",
+                     "still running", "logged them to MLflow run", "search s1 (the latest)",
+                     "languages zero-shot (every evaluated language but en): xa, xb", "Holm-adjusted over 3",
+                     "kind is confounded with format", "Welch t-interval", "per-language rows are descriptive"):
         assert expected in text, expected
+    assert "bootstrap" not in text and "permutation" not in text
     assert (out / "gain_by_target.png").stat().st_size > 1024
     for target in TARGETS:
         assert (out / f"heatmap_{target}.png").is_file()
@@ -43,10 +47,33 @@ def test_compare_prints_writes_and_logs(grid_store, tmp_path):  # noqa: F811
 def test_no_log_and_default_out(grid_store, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", grid_store.uri)
-    result = _run(EXPERIMENT, "--no-log", "--n-boot", "100")
+    result = _run(EXPERIMENT, "--no-log")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "xgrid_runs" / "compare" / EXPERIMENT / "contrast_by_group.csv").is_file()
     assert "logged them" not in result.stdout
+
+
+def test_languages_and_adjust_options(grid_store, tmp_path):  # noqa: F811
+    import json
+
+    result = _run(EXPERIMENT, "--tracking-uri", grid_store.uri, "--out", str(tmp_path), "--no-log",
+                  "--languages", "all", "--adjust", "bh")
+    assert result.exit_code == 0, result.output
+    assert "languages all evaluated languages: en, xa, xb" in result.stdout and "BH-adjusted" in result.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["languages"]["mode"] == "all" and summary["adjust"] == "bh"
+    assert summary["languages"]["by_target"]["mb_tatoeba"] == ["xa", "xb"]
+    one_line_error(_run(EXPERIMENT, "--tracking-uri", grid_store.uri, "--no-log", "--languages", "xa,qq"),
+                   "no run was evaluated in 'qq'", "the runs have: en, xa, xb")
+    one_line_error(_run(EXPERIMENT, "--tracking-uri", grid_store.uri, "--no-log", "--adjust", "none"),
+                   "--adjust 'none': use one of holm, bh")
+
+
+def test_n_boot_is_accepted_and_ignored(grid_store, tmp_path):  # noqa: F811
+    """Scripts written for the bootstrap still run; the output says the option does nothing now."""
+    result = _run(EXPERIMENT, "--tracking-uri", grid_store.uri, "--out", str(tmp_path), "--no-log", "--n-boot", "50")
+    assert result.exit_code == 0, result.output
+    assert "--n-boot is ignored" in result.stdout
 
 
 def test_unknown_experiment_exits_2_with_a_suggestion(grid_store):  # noqa: F811
