@@ -32,7 +32,7 @@ def test_compare_prints_writes_and_logs(grid_store, tmp_path):  # noqa: F811
     text = result.stdout
     for expected in ("by target", "by target group", "flagged cells", "mean gain syntactic", "95% CI", "p adj",
                      "by task", "train size", "tagging", "mb_udpos", "mb_xnli", "mb_tatoeba", "(all)",
-                     "still running", "logged them to MLflow run", "search s1 (the latest)",
+                     "still running", "logged them to MLflow run", "search s1 (the latest of 1 in the experiment)",
                      "languages zero-shot (every evaluated language but en): xa, xb", "Holm-adjusted over 3",
                      "kind is confounded with format", "Welch t-interval", "per-language rows are descriptive"):
         assert expected in text, expected

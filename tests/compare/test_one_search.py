@@ -86,10 +86,13 @@ def test_the_cli_header_names_the_search_and_languages(store, tmp_path):
     result = CliRunner().invoke(app, ["compare", "split", "--tracking-uri", uri, "--search", "all", "--no-log",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "search 2 searches pooled: a, b" in result.stdout
+    assert "searches a, b pooled (2 of 2 in the experiment)" in result.stdout
     assert "languages zero-shot (every evaluated language but en): xa, xb" in result.stdout
     default = CliRunner().invoke(app, ["compare", "two", "--tracking-uri", uri, "--no-log", "--out", str(tmp_path)])
-    assert "search second (the latest) (of 2 in the experiment)" in default.stdout
+    assert "search second (the latest of 2 in the experiment)" in default.stdout
+    first = CliRunner().invoke(app, ["compare", "two", "--tracking-uri", uri, "--no-log", "--out", str(tmp_path),
+                                     "--search", "first"])
+    assert "search first (of 2 in the experiment; the latest is second)" in first.stdout
 
 
 def test_each_policy_selects_its_own_trial(store):

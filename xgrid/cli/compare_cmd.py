@@ -132,11 +132,13 @@ def _header(report) -> None:
                   f"{c.get('running', 0)} running, {c.get('failed', 0)} failed, {c.get('killed', 0)} stopped, "
                   f"{c.get('incomplete', 0)} finished without final metrics", soft_wrap=True)
     if report.searches:
-        pooled = len(report.searches) > 1
-        what = (f"{len(report.searches)} searches pooled: {', '.join(report.searches)}" if pooled else
-                f"search {report.searches[0]}" + (" (the latest)" if report.search_ids and
-                                                   report.searches[0] == report.search_ids[-1] else ""))
-        console.print(f"[bold]search[/] {what} (of {len(report.search_ids)} in the experiment)", soft_wrap=True)
+        of = f"of {len(report.search_ids)} in the experiment"
+        word, what = "search", f"{report.searches[0]} ({of}; the latest is {report.search_ids[-1]})"
+        if len(report.searches) > 1:
+            word, what = "searches", f"{', '.join(report.searches)} pooled ({len(report.searches)} {of})"
+        elif report.searches[0] == report.search_ids[-1]:
+            what = f"{report.searches[0]} (the latest {of})"
+        console.print(f"[bold]{word}[/] {what}", soft_wrap=True)
     console.print(f"[bold]languages[/] {report.languages_label}", soft_wrap=True)
     console.print("contrast: mean gain over the 'none' baseline, syntactic - semantic; unit = intermediate task, "
                   "95% Welch t-interval over tasks (seeds averaged inside each), p = Welch t-test; p adj = "
