@@ -73,13 +73,13 @@ def test_holm_over_the_targets_decides_the_direction():
     claimed, unclear = line.split("no clear difference: ")
     assert "syntactic higher: t1 " in claimed and "t2" not in claimed
     assert unclear.startswith("t2 +1.60") and "t3 " in unclear
-    assert "Holm-adjusted over 3 target(s)" in line
+    assert "Holm-adjusted over 3 targets" in line
 
     bh = build_report(table(FAMILY), adjust="bh")
     (line,) = bh.headline
     assert bh.contrast_by_target.set_index("target").loc["t2", "p_adjusted"] < 0.05
     assert "syntactic higher: t1" in line and "t2 +1.60" in line.split("no clear difference")[0]
-    assert "BH-adjusted over 3 target(s)" in line
+    assert "BH-adjusted over 3 targets" in line
 
 
 def test_the_family_is_one_policy_and_base_model():
@@ -92,7 +92,7 @@ def test_the_family_is_one_policy_and_base_model():
     oracle = t[t["policy"] == "target_dev"].iloc[0]
     assert oracle["family_size"] == 1 and oracle["p_adjusted"] == pytest.approx(oracle["p_value"])
     assert set(t.loc[t["policy"] == "english_dev", "family_size"]) == {3}
-    assert any(l.startswith("policy=target_dev") and "over 1 target(s)" in l for l in rep.headline)
+    assert any(l.startswith("policy=target_dev") and "over 1 target" in l for l in rep.headline)
 
 
 def test_bad_adjustment_is_one_line():

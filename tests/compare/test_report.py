@@ -121,9 +121,9 @@ def test_headline_states_the_divergence(report):
     assert "syntactic higher: mb_udpos" in line
     assert "semantic higher: mb_xnli" in line
     assert "no clear difference: mb_tatoeba" in line and "opposite directions" in line
-    assert "Holm-adjusted over 3 target(s)" in line  # udpos, xnli, tatoeba under English-dev selection
+    assert "Holm-adjusted over 3 targets" in line  # udpos, xnli, tatoeba under English-dev selection
     oracle = next(line for line in report.headline if line.startswith("policy=target_dev"))
-    assert "Holm-adjusted over 2 target(s)" in oracle  # tatoeba (retrieval) has no target-dev selection
+    assert "Holm-adjusted over 2 targets" in oracle  # tatoeba (retrieval) has no target-dev selection
 
 
 def test_by_target_p_values_are_holm_adjusted_per_policy(report):

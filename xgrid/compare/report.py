@@ -349,7 +349,7 @@ def _adjusted(by_target: pd.DataFrame, method: str) -> pd.DataFrame:
     adjusted = pd.Series(np.nan, index=table.index)
     size = pd.Series(0, index=table.index)
     keys = _family_keys(table)
-    groups = table.groupby(keys, sort=False).groups.values() if keys else [table.index]
+    groups = [sub.index for _, sub in table.groupby(keys, sort=False)] if keys else [table.index]
     for index in groups:
         p = table.loc[index, "p_value"].to_numpy(dtype=float)
         adjusted.loc[index] = stats.adjust_pvalues(p, method=method)
@@ -635,7 +635,7 @@ def _headline(by_target: pd.DataFrame, runs: pd.DataFrame, degenerate: pd.DataFr
         if higher[KIND_A] and higher[KIND_B]:
             line += ". The kinds diverge in opposite directions depending on the target"
         n = int(fam_table["p_adjusted"].notna().sum())
-        line += (f". {label}-adjusted over {n} target(s): a direction only where the adjusted p < {ALPHA:g} and the "
+        line += (f". {label}-adjusted over {n} target{'s' if n != 1 else ''}: a direction only where the adjusted p < {ALPHA:g} and the "
                  "95% interval excludes 0")
         if left_out:
             line += ". " + "; ".join(left_out)
