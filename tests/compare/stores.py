@@ -28,7 +28,7 @@ def new_experiment(uri: str, name: str, root) -> str:
     return _client(uri).create_experiment(name, artifact_location=(root / f"art-{name}").as_uri())
 
 
-def write_search(uri: str, exp_id: str, search_id: str, gains: dict[str, float], seeds=(0, 1, 2),
+def write_search(uri: str, exp_id: str, search_id: str | None, gains: dict[str, float], seeds=(0, 1, 2),
                  score: Callable[[str, int, str], float] | None = None, trials: Callable | None = None,
                  stage1_dev: dict[str, float] | None = None, cell_salt: str = "") -> str:
     """One search: a parent run, and per (task, seed) a stage-2 run of TARGET (or the runs `trials` gives).
@@ -36,11 +36,12 @@ def write_search(uri: str, exp_id: str, search_id: str, gains: dict[str, float],
     ``gains``: task -> gain over the baseline in every language; ``score(task, seed, language)`` overrides a
     score; ``trials(task, seed, scores) -> [(learning rate, best.english_dev, best.target_dev, english scores,
     target-dev scores)]`` writes several trials for a cell; ``stage1_dev``: task -> the English dev accuracy/f1
-    its stage-1 run logs. Returns the parent run id."""
+    its stage-1 run logs; ``search_id`` None: runs written before the tag existed. Returns the parent run id."""
     client = _client(uri)
-    parent = _new_run(client, exp_id, {schema.STAGE: schema.SEARCH_STAGE, schema.SEARCH_ID_TAG: search_id,
-                                       schema.POLICY_TAG: schema.ENGLISH_DEV}, status="FINISHED")
-    common = {schema.PARENT_TAG: parent, schema.SEARCH_ID_TAG: search_id, schema.POLICY_TAG: schema.ENGLISH_DEV}
+    search_tag = {schema.SEARCH_ID_TAG: search_id} if search_id is not None else {}
+    parent = _new_run(client, exp_id, {schema.STAGE: schema.SEARCH_STAGE, schema.POLICY_TAG: schema.ENGLISH_DEV}
+                      | search_tag, status="FINISHED")
+    common = {schema.PARENT_TAG: parent, schema.POLICY_TAG: schema.ENGLISH_DEV} | search_tag
     for task, dev in (stage1_dev or {}).items():
         for seed in seeds:
             _new_run(client, exp_id, common | {schema.STAGE: schema.STAGE1, schema.INTERMEDIATE_TAG: task,
@@ -52,7 +53,7 @@ def write_search(uri: str, exp_id: str, search_id: str, gains: dict[str, float],
             scores = {lang: (score(task, seed, lang) if score else None) for lang in LANGUAGES}
             scores = {lang: v if v is not None else BASELINE + LANGUAGE_OFFSET[lang] + gains.get(task, 0.0)
                       + 0.1 * seed for lang, v in scores.items()}
-            tags = common | {schema.STAGE: schema.STAGE2, schema.CELL_TAG: f"{search_id}{cell_salt}-{task}-{seed}",
+            tags = common | {schema.STAGE: schema.STAGE2, schema.CELL_TAG: f"{search_id or 'old'}{cell_salt}-{task}-{seed}",
                              schema.BASE_MODEL_TAG: "tiny", schema.INTERMEDIATE_TAG: task,
                              schema.INTERMEDIATE_TASKS_TAG: task, schema.KIND_TAG: kind, schema.TARGET_TAG: TARGET,
                              schema.TARGET_FORMAT_TAG: "classification", schema.TARGET_GROUP_TAG: "classification",

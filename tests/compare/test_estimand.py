@@ -98,3 +98,10 @@ def test_the_family_is_one_policy_and_base_model():
 def test_bad_adjustment_is_one_line():
     with pytest.raises(CompareError, match="--adjust 'bonferroni': use one of holm, bh"):
         build_report(table(FAMILY), adjust="bonferroni")
+
+
+def test_runs_that_contradict_themselves_are_an_error_not_a_traceback():
+    runs = table(FAMILY)
+    runs.loc[(runs["target"] == "t2") & (runs["intermediate"] == "syn1"), "kind"] = "semantic"
+    with pytest.raises(CompareError, match=r"intermediate task\(s\) \['syn1'\] labelled both"):
+        build_report(runs)

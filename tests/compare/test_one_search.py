@@ -114,3 +114,16 @@ def test_each_policy_selects_its_own_trial(store):
     by_cell = runs.groupby(["cell_id", "policy"])["run_id"].first().unstack("policy")
     assert (by_cell["english_dev"] != by_cell["target_dev"]).all()
     assert _diffs(build_report(runs)) == {"english_dev": 5.0, "target_dev": 5.0}
+
+
+def test_runs_without_a_search_id_are_one_search(store):
+    """A store written before runs carried search_id: everything in it is read, and nothing claims a search."""
+    uri, root = store
+    write_search(uri, new_experiment(uri, "untagged", root), None, FIRST)
+    runs = load_runs("untagged", uri)
+    assert runs.attrs["searches"] == [] and runs.attrs["search_ids"] == [] and runs.attrs["counts"]["cells"] == 15
+    rep = build_report(runs)
+    assert _diffs(rep) == {"english_dev": 5.0, "target_dev": 5.0}
+    assert not any("search" in n for n in rep.notes)
+    with pytest.raises(CompareError, match="no search 'x'"):
+        load_runs("untagged", uri, search="x")

@@ -152,4 +152,6 @@ def test_several_base_models_are_never_pooled(tmp_path):
     assert table.loc["xlmr-xl", "low"] > 0 and table.loc["xlmr-large", "low"] < 4.0
     assert "base_model" in rep.contrast_by_group.columns and "base_model" in rep.kinds.columns
     assert all(line.startswith("base_model=") for line in rep.headline)
+    assert (rep.contrast_by_target["family_size"] == 1).all()  # one family per base model: never adjusted across
+    assert all("Holm-adjusted over 1 target:" in line for line in rep.headline)
     assert (tmp_path / "gain_by_target.png") in write_report(rep, tmp_path)

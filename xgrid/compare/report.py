@@ -667,6 +667,18 @@ def _target_metrics(runs_df: pd.DataFrame, runs: pd.DataFrame) -> dict[str, str]
     return metrics
 
 
+def _tables(gains: pd.DataFrame, split: list[str], metrics: dict[str, str], adjust: str):
+    """The contrasts by target (adjusted), by group and by language, and the kinds' summaries."""
+    try:
+        by_target = _adjusted(_tidy(_contrast(gains, ["target", *split]), metrics), adjust)
+        by_group = _group_table(gains, split)
+        by_language = _tidy(_contrast(gains, ["target", "language", *split]), metrics)
+        kinds = stats.kind_summary(gains, by=["target", *split])
+    except ValueError as err:  # the runs contradict themselves: a task tagged with two kinds
+        raise CompareError(str(err)) from None
+    return by_target, by_group, by_language, kinds
+
+
 def build_report(runs_df: pd.DataFrame, languages: str = ZERO_SHOT, adjust: str = "holm") -> Report:
     """Gains, contrasts and summaries of one experiment's rows (see the module docstring).
 
@@ -690,10 +702,7 @@ def build_report(runs_df: pd.DataFrame, languages: str = ZERO_SHOT, adjust: str 
     gains = _drop_degenerate(transfer, degenerate).copy()
     metrics = _target_metrics(runs_df, runs)
     split = _split_keys(every[every["kind"] != stats.BASELINE_KIND])
-    by_target = _adjusted(_tidy(_contrast(gains, ["target", *split]), metrics), adjust)
-    by_group = _group_table(gains, split)
-    by_language = _tidy(_contrast(gains, ["target", "language", *split]), metrics)
-    kinds = stats.kind_summary(gains, by=["target", *split])
+    by_target, by_group, by_language, kinds = _tables(gains, split, metrics, adjust)
     task_kinds = _task_kinds(runs)
     matrices, matrix_policy = _matrices(gains, runs, task_kinds)
     flagged = _flagged(runs, all_gains)

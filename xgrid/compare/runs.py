@@ -226,8 +226,12 @@ def choose_searches(search: str | None, present: list[str], experiment: str) -> 
 
     CompareError naming the ids present when one is unknown. An experiment whose runs carry no search id at all
     (written before the tag existed) is one search: []."""
+    asked = (search or "").strip()
     if not present:
-        return []
+        if asked in ("", "latest", ALL_SEARCHES):
+            return []
+        raise CompareError(f"no search {asked!r} in experiment {experiment!r}: its runs carry no {schema.SEARCH_ID_TAG} "
+                           "tag (written before it existed), so they are all one search; leave --search out")
     if search is None or search.strip() in ("", "latest"):
         return [present[-1]]
     if search.strip() == ALL_SEARCHES:
