@@ -80,6 +80,8 @@ def test_constant_and_chance_cells_are_left_out_and_named(store, tmp_path):
     assert any(n.startswith("4 degenerate cell(s) left out") for n in rep.notes)
     write_report(rep, tmp_path)
     assert len(pd.read_csv(tmp_path / "degenerate.csv")) == 4
+    tasks = pd.read_csv(tmp_path / "tasks.csv")
+    assert set(tasks["train_size"]) == {2000} and {"format", "kind", "mean_gain", "n_seeds"} <= set(tasks.columns)
 
 
 def test_a_stage1_checkpoint_at_chance_leaves_too_few_tasks(store):

@@ -737,6 +737,12 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_") or "target"
 
 
+def _unknown_sizes_marked(tasks: pd.DataFrame) -> pd.DataFrame:
+    """A training size nobody knows reads "?" in tasks.csv, as in the printed table (not a blank, not 0)."""
+    sizes = tasks["train_size"].astype(object)
+    return tasks.assign(train_size=sizes.where(sizes.notna(), "?"))
+
+
 def write_report(report: Report, out_dir: str | Path) -> list[Path]:
     """CSVs, PNGs and summary.json under out_dir; returns the paths written."""
     from xgrid.compare import plots
@@ -747,7 +753,8 @@ def write_report(report: Report, out_dir: str | Path) -> list[Path]:
     tables = {"gains.csv": report.gains, "contrast_by_target.csv": report.contrast_by_target,
               "contrast_by_group.csv": report.contrast_by_group,
               "contrast_by_language.csv": report.contrast_by_language, "flagged_cells.csv": report.flagged,
-              "kind_summary.csv": report.kinds, "degenerate.csv": report.degenerate, "tasks.csv": report.tasks}
+              "kind_summary.csv": report.kinds, "degenerate.csv": report.degenerate,
+              "tasks.csv": _unknown_sizes_marked(report.tasks)}
     for name, table in tables.items():
         path = out / name
         table.to_csv(path, index=False)
