@@ -37,14 +37,14 @@ def real_parameter_count(folder) -> int:
 def test_checkpoints_in_the_store_are_not_counted_as_work(registry):
     plan = build_plan(load_space(DEFAULT_SPACE, registry), registry)
     fresh, stored = estimate(plan), estimate(plan, has=lambda key: True)
-    assert fresh.stage1_jobs == stored.stage1_jobs == len(plan.trained_jobs) == 12
-    assert (fresh.stage1_to_train, fresh.stage1_in_store) == (12, None)  # no store looked at: all to train
-    assert (stored.stage1_to_train, stored.stage1_in_store) == (0, 12)
+    assert fresh.stage1_jobs == stored.stage1_jobs == len(plan.trained_jobs) == 16
+    assert (fresh.stage1_to_train, fresh.stage1_in_store) == (16, None)  # no store looked at: all to train
+    assert (stored.stage1_to_train, stored.stage1_in_store) == (0, 16)
     assert stored.stage1_example_passes == 0 and stored.stage2_example_passes == fresh.stage2_example_passes
     assert stored.cpu_seconds < fresh.cpu_seconds
     one = plan.trained_jobs[0].key
     partial = estimate(plan, has=lambda key: key == one)
-    assert (partial.stage1_to_train, partial.stage1_in_store) == (11, 1)
+    assert (partial.stage1_to_train, partial.stage1_in_store) == (15, 1)
     assert stored.cpu_seconds < partial.cpu_seconds < fresh.cpu_seconds
 
 
