@@ -119,6 +119,8 @@ def assert_equals_uninterrupted(record, reference: list[dict]):
     assert per_epoch == [{k: r[k] for k in reference[0]} for r in reference]
 
 
+@pytest.mark.slow  # a real search with a SIGKILL (~60 s) moves to CI's slow step to keep the default suite under 15 min;
+# the default suite keeps the resume-from-checkpoint path (the test after the next one)
 def test_an_inline_trial_whose_process_is_killed_resumes_and_matches(tmp_path, registry):
     space, options, outcome, record, heard, killed = killed_search(tmp_path, registry, "inline", "ImplicitFunc")
     assert [h["epoch"] for h in record.history] == list(range(1, EPOCHS["inline"] + 1))  # every epoch heard once
