@@ -140,20 +140,15 @@ def dataset_revision(task: "TaskSpec", space: SearchSpace, cache: Path) -> dict[
 
 
 def tasks_read(plan: "Plan") -> dict[str, "TaskSpec"]:
-    """Every task whose data the plan reads: intermediate tasks, targets and the tasks targets train on."""
-    tasks: dict[str, TaskSpec] = {}
-    for job in plan.jobs:
-        tasks.update({t.name: t for t in job.task_specs})
-    for cell in plan.cells:
-        tasks[cell.target_task.name] = cell.target_task
-        if cell.train_task is not None:
-            tasks[cell.train_task.name] = cell.train_task
-    return dict(sorted(tasks.items()))
+    """Every task whose data the plan reads (what `xgrid prefetch` fetches), by name."""
+    from xgrid.planning.needs import dataset_needs
+
+    return dict(sorted({task.name: task for task, _ in dataset_needs(plan)}.items()))
 
 
 # --- the record ---------------------------------------------------------------------------------------------
-def collect(space: SearchSpace, plan: "Plan", hub_cache: Path | None = None) -> dict[str, Any]:
-    cache = hub_cache or default_hub_cache()
+def collect(plan: "Plan", hub_cache: Path | None = None) -> dict[str, Any]:
+    cache, space = hub_cache or default_hub_cache(), plan.space
     return {"xgrid": code_provenance(),
             "python": platform.python_version(),
             "libraries": {name: package_version(name) for name in LIBRARIES},
@@ -171,8 +166,8 @@ def _safely(find, *args) -> dict[str, Any]:
         return {"revision": None, "error": f"{type(err).__name__}: {err}"[:300]}
 
 
-def write(search_dir: Path, space: SearchSpace, plan: "Plan", hub_cache: Path | None = None) -> dict[str, Any]:
-    record = collect(space, plan, hub_cache)
+def write(search_dir: Path, plan: "Plan", hub_cache: Path | None = None) -> dict[str, Any]:
+    record = collect(plan, hub_cache)
     (Path(search_dir) / FILE_NAME).write_text(json.dumps(record, indent=1, sort_keys=True))
     return record
 

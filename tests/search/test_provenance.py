@@ -59,7 +59,7 @@ def test_models_by_cached_commit_seed_or_content(registry, plan, hub_cache, tmp_
     space = plan.space.model_copy(update={"base_models": [*plan.space.base_models,
                                                           plan.space.base_models[0].model_copy(
                                                               update={"name": "local", "source": str(local)})]})
-    models = provenance.collect(space, plan, hub_cache)["base_models"]
+    models = provenance.collect(build_plan(space, registry), hub_cache)["base_models"]
     assert models["tiny"] == {"source": "embedded:tiny", "revision": "embedded", "microbench_seed": 7}
     assert models["hub"] == {"source": HUB_MODEL, "revision": COMMIT_A}
     assert models["gone"]["revision"] == "uncached"
@@ -69,7 +69,7 @@ def test_models_by_cached_commit_seed_or_content(registry, plan, hub_cache, tmp_
 
 
 def test_every_dataset_the_plan_reads(plan, hub_cache):
-    datasets = provenance.collect(plan.space, plan, hub_cache)["datasets"]
+    datasets = provenance.collect(plan, hub_cache)["datasets"]
     # mb_chunk (stage 1), the targets, and what udpos trains on (itself: UD English).
     assert set(datasets) == {"mb_chunk", "mb_udpos", "udpos", "mb_tatoeba"}
     assert datasets["mb_chunk"]["revision"] == "embedded" and datasets["mb_chunk"]["microbench_seed"] == 7
@@ -80,14 +80,14 @@ def test_every_dataset_the_plan_reads(plan, hub_cache):
 
 
 def test_an_empty_cache_says_uncached(plan, tmp_path):
-    record = provenance.collect(plan.space, plan, tmp_path / "empty")
+    record = provenance.collect(plan, tmp_path / "empty")
     assert {h["revision"] for h in record["datasets"]["udpos"]["hub"]} == {"uncached"}
     assert record["base_models"]["hub"]["revision"] == "uncached"
 
 
 def test_a_corrupt_ref_is_uncached_not_an_error(plan, hub_cache):
     ref(hub_cache, "models--xgrid-tests--encoder", "main", "not a commit\n")
-    assert provenance.collect(plan.space, plan, hub_cache)["base_models"]["hub"]["revision"] == "uncached"
+    assert provenance.collect(plan, hub_cache)["base_models"]["hub"]["revision"] == "uncached"
 
 
 def test_a_pinned_commit_is_found_by_its_snapshot(hub_cache):
@@ -97,7 +97,7 @@ def test_a_pinned_commit_is_found_by_its_snapshot(hub_cache):
 
 
 def test_libraries_and_python(plan, hub_cache):
-    record = provenance.collect(plan.space, plan, hub_cache)
+    record = provenance.collect(plan, hub_cache)
     for name in ("torch", "transformers", "ray", "mlflow", "optuna", "datasets"):
         assert record["libraries"][name] == importlib.metadata.version(name)
     assert record["python"].count(".") == 2
@@ -151,7 +151,7 @@ def test_an_unreadable_model_is_written_down_not_raised(plan, hub_cache, monkeyp
         raise PermissionError("model.safetensors: permission denied")
 
     monkeypatch.setattr(provenance, "model_revision", broken)
-    record = provenance.collect(plan.space, plan, hub_cache)
+    record = provenance.collect(plan, hub_cache)
     assert record["base_models"]["hub"] == {"revision": None,
                                             "error": "PermissionError: model.safetensors: permission denied"}
 
@@ -223,7 +223,7 @@ def test_the_tags_come_from_the_folders_record_and_are_absent_without_one(memory
 
     recorded = tmp_path / "20250102-prov"
     recorded.mkdir()
-    record = provenance.write(recorded, plan.space, plan)
+    record = provenance.write(recorded, plan)
     run = parent_of(recorded, "memory:recorded")
     assert run.tags[VERSION_TAG] == record["xgrid"]["version"]
     assert run.tags[COMMIT_TAG] == provenance.commit_label(record)

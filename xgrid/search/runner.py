@@ -261,7 +261,7 @@ def _search_locked(plan: Plan, options: SearchOptions, on_ready, dashboard: str 
     if not resumed or provenance.read(search_dir) is None:
         # Before any event: the tracker keeps it with the parent run. A resume keeps the record of the start (a
         # folder from before provenance existed gets one now).
-        provenance.write(search_dir, plan.space, plan)
+        provenance.write(search_dir, plan)
     storage_path = (f"{options.store.rstrip('/')}/ray/{search_dir.name}" if is_uri(options.store)
                     else str(search_dir / "ray"))
     # What an earlier driver of this folder finished: not rerun, and kept in the results with the new trials.
