@@ -39,7 +39,7 @@ import pandas as pd
 
 from xgrid.compare import stats
 from xgrid.compare.plots import KIND_ORDER
-from xgrid.compare.runs import CompareError, open_experiment
+from xgrid.compare.runs import CompareError, open_experiment, task_spec as _spec
 from xgrid import tracking_schema as schema
 from xgrid.tracking import open_writer
 
@@ -96,7 +96,7 @@ class Report:
     @property
     def languages_label(self) -> str:
         """What the header and summary say of the languages: `zero-shot (without en): xa, xb`."""
-        langs = sorted({l for ls in self.languages.values() for l in ls}, key=lambda l: (l != SOURCE_LANGUAGE, l))
+        langs = _languages_ordered({l for ls in self.languages.values() for l in ls})
         mode = {ZERO_SHOT: f"zero-shot (every evaluated language but {SOURCE_LANGUAGE})",
                 ALL_LANGUAGES: "all evaluated languages"}.get(self.language_mode, "chosen")
         return f"{mode}: {', '.join(langs) or '-'}"
@@ -105,21 +105,6 @@ class Report:
 # ---------------------------------------------------------------------------------------------------------------
 # the registry: chance, formats and training sizes
 # ---------------------------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _registry():
-    try:
-        from xgrid.tasks import default_registry
-
-        return default_registry()
-    except Exception:  # a registry that cannot load must not stop a comparison: the checks it feeds are skipped
-        return None
-
-
-def _spec(name: str):
-    registry = _registry()
-    return registry.get(name) if registry is not None and name in registry else None
 
 
 def _chance(task: str) -> float | None:
@@ -169,7 +154,7 @@ def select_languages(runs: pd.DataFrame, languages: str = ZERO_SHOT) -> dict[str
     ``all``, or a comma list (each target keeps those it was evaluated in). CompareError for a language no run
     was evaluated in, naming the languages present."""
     present = {t: sorted(set(sub["language"])) for t, sub in runs.groupby("target", sort=True)}
-    every = sorted({l for ls in present.values() for l in ls}, key=lambda l: (l != SOURCE_LANGUAGE, l))
+    every = _languages_ordered({l for ls in present.values() for l in ls})
     mode = (languages or "").strip()
     if mode == ZERO_SHOT:
         return {t: [l for l in ls if l != SOURCE_LANGUAGE] for t, ls in present.items()}
@@ -369,7 +354,8 @@ def _kind_rank(kind: str) -> int:
 
 
 def _languages_ordered(languages) -> list[str]:
-    return sorted(languages, key=lambda l: (l != "en", l))
+    """English (the source language) first, then the others alphabetically."""
+    return sorted(languages, key=lambda l: (l != SOURCE_LANGUAGE, l))
 
 
 def _matrices(gains: pd.DataFrame, runs: pd.DataFrame, task_kinds: dict[str, str]):

@@ -34,7 +34,7 @@ from xgrid import tracking_schema as schema
 from xgrid.tracking import (ACTIVE_STATUSES, FAILED, FINISHED, KILLED, Experiment, NotFoundError, RunReader,
                             RunRecord, open_reader)
 
-__all__ = ["ALL_SEARCHES", "CompareError", "COLUMNS", "choose_searches", "load_runs", "open_experiment", "primary_metric"]
+__all__ = ["ALL_SEARCHES", "CompareError", "COLUMNS", "choose_searches", "load_runs", "open_experiment", "primary_metric", "task_spec"]
 
 COLUMNS = ["base_model", "target", "target_group", "target_format", "policy", "intermediate", "kind", "seed",
            "language", "score", "own_data", "run_id", "learning_rate",
@@ -61,15 +61,25 @@ def open_experiment(experiment: str, tracking_uri: str | None) -> tuple[RunReade
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
-def _registry_metric(target: str) -> str | None:
+@lru_cache(maxsize=1)
+def _registry():
     try:
         from xgrid.tasks import default_registry
 
-        registry = default_registry()
-        return registry.get(target).metric if target in registry else None
-    except Exception:  # a registry that cannot load must not stop a read-back
+        return default_registry()
+    except Exception:  # a registry that cannot load must not stop a read-back: what it feeds is skipped
         return None
+
+
+def task_spec(name: str):
+    """The registry's entry for a task a run names, or None (an unknown task, or no registry here)."""
+    registry = _registry()
+    return registry.get(name) if registry is not None and name in registry else None
+
+
+def _registry_metric(target: str) -> str | None:
+    spec = task_spec(target)
+    return spec.metric if spec is not None else None
 
 
 def _metric_candidates(metrics: dict[str, float]) -> list[str]:
@@ -121,12 +131,17 @@ def _usable(run: RunRecord, metric: str | None) -> bool:
             and run.tags.get(schema.STATUS_TAG, "completed") == "completed")
 
 
+def _best(run: RunRecord, policy: str) -> float | None:
+    """The run's `best.<policy>`, None when it logged none (or NaN)."""
+    best = run.metrics.get(schema.best_metric(policy))
+    return None if best is None or math.isnan(best) else best
+
+
 def _rank_key(run: RunRecord, policy: str):
     """Best first under one policy: the highest `best.<policy>`, then the lowest learning rate, then the run id."""
-    best = run.metrics.get(schema.best_metric(policy))
+    best = _best(run, policy)
     lr = _float(run.params.get(schema.LEARNING_RATE))
-    return (-best if best is not None and not math.isnan(best) else math.inf,
-            lr if not math.isnan(lr) else math.inf, run.run_id)
+    return (-best if best is not None else math.inf, lr if not math.isnan(lr) else math.inf, run.run_id)
 
 
 def _languages(metrics: dict[str, float], prefix: str) -> list[str]:
@@ -171,11 +186,6 @@ def _policy_rows(run: RunRecord, metric: str, policy: str) -> list[dict[str, Any
             for language in _languages(run.metrics, prefix)]
 
 
-def _ranked(run: RunRecord, policy: str) -> bool:
-    best = run.metrics.get(schema.best_metric(policy))
-    return best is not None and not math.isnan(best)
-
-
 def _select_per_policy(usable: list[tuple[RunRecord, str]]) -> tuple[dict[str, tuple[RunRecord, str]], int]:
     """policy -> (run, metric) each policy selects among the cell's usable runs (those with its finals), and how
     many policies had no `best.<policy>` on any of them: those keep the declared policy's pick, the only
@@ -185,7 +195,7 @@ def _select_per_policy(usable: list[tuple[RunRecord, str]]) -> tuple[dict[str, t
     unranked = 0
     for policy in [declared, *(p for p in schema.POLICIES if p != declared)]:
         candidates = [pair for pair in usable if _has_policy(pair[0], pair[1], policy)]
-        ranked = [pair for pair in candidates if _ranked(pair[0], policy)]
+        ranked = [pair for pair in candidates if _best(pair[0], policy) is not None]
         if ranked:
             chosen[policy] = min(ranked, key=lambda pair: _rank_key(pair[0], policy))
         elif policy == declared:
@@ -232,11 +242,11 @@ def choose_searches(search: str | None, present: list[str], experiment: str) -> 
             return []
         raise CompareError(f"no search {asked!r} in experiment {experiment!r}: its runs carry no {schema.SEARCH_ID_TAG} "
                            "tag (written before it existed), so they are all one search; leave --search out")
-    if search is None or search.strip() in ("", "latest"):
+    if asked in ("", "latest"):
         return [present[-1]]
-    if search.strip() == ALL_SEARCHES:
+    if asked == ALL_SEARCHES:
         return list(present)
-    wanted = [s.strip() for s in search.split(",") if s.strip()]
+    wanted = [s.strip() for s in asked.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in present]
     if unknown:
         raise CompareError(f"no search {', '.join(map(repr, unknown))} in experiment {experiment!r}; searches "
