@@ -423,6 +423,10 @@ class SearchSpace(Strict):
         override = self.target_overrides.get(target)
         return override.applied_to(self.target_training) if override else self.target_training
 
+    def trials_per_cell(self, target: str) -> int:
+        """Stage-2 trials of a trained cell of the target: one when its learning rate is not searched."""
+        return self.search.trials_per_cell if self.training_for(target).searched else 1
+
     def power_for(self, target: str) -> tuple[float, float]:
         """(task_sd, seed_sd) the dry run's power lines assume for a target."""
         own = self.power.per_target.get(target)

@@ -190,11 +190,11 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
         s1 = _total([passes(j.task_specs, space.intermediate_training) for j in jobs])
         trained = [c for c in cells if c.trains]
         # Each target with its own protocol (`target_overrides`): epochs, caps and whether its rate is searched.
-        s2 = _total([_times(passes((c.train_task,), space.training_for(c.target)), plan.trials_per_cell(c.target))
-                     for c in trained])
-        s2_tokens = _total([_times(passes((c.train_task,), space.training_for(c.target)),
-                                   plan.trials_per_cell(c.target) * space.training_for(c.target).max_length)
-                            for c in trained])
+        settings = {c.target: space.training_for(c.target) for c in trained}
+        per_cell = [(_times(passes((c.train_task,), settings[c.target]), plan.trials_per_cell(c.target)),
+                     settings[c.target].max_length) for c in trained]
+        s2 = _total([p for p, _ in per_cell])
+        s2_tokens = _total([_times(p, length) for p, length in per_cell])
         cost = ModelCost(base.name, base.source, None, len(jobs), sum(plan.trials_per_cell(c.target) for c in trained),
                          sum(not c.trains for c in cells), s1, s2)
         if s1 is None or s2 is None:

@@ -105,8 +105,8 @@ class Plan:
         return next(c.target_task for c in self.cells if c.target == target)
 
     def trials_per_cell(self, target: str) -> int:
-        """Stage-2 trials of a trained cell of the target: one when its learning rate is not searched."""
-        return self.space.search.trials_per_cell if self.space.training_for(target).searched else 1
+        """Stage-2 trials of a trained cell of the target (`SearchSpace.trials_per_cell`)."""
+        return self.space.trials_per_cell(target)
 
     def stage2_trials(self) -> int:
         return sum(self.trials_per_cell(c.target) for c in self.cells if c.trains)

@@ -273,8 +273,7 @@ def _planned_targets(plan: dict[str, Any], space: SearchSpace) -> list[TargetSta
     for name in order:
         fmt = cells[name][0].get(schema.TARGET_FORMAT_TAG, "?")
         trains = _trains(fmt)
-        per_cell = space.search.trials_per_cell if space.training_for(name).searched else 1
-        n = per_cell if trains is not False else 1
+        n = space.trials_per_cell(name) if trains is not False else 1
         targets.append(TargetStatus(name, fmt, trains, len(cells[name]), n, n * len(cells[name])))
     return targets
 
