@@ -1180,7 +1180,7 @@ def _render_choice(ex: ChoiceExample, index: int, split: str, lex: Lexicon) -> t
 def _render(name: str, ex: Any, index: int, split: str, seed: int, lex: Lexicon,
             lang: str) -> tuple[dict, dict]:
     """One hub-schema row plus its latent record (lexeme id behind every token)."""
-    if name in ("mb_chunk", "mb_deprel", "mb_xpos", "mb_depth", "mb_udpos"):
+    if name in (*SYNTACTIC_TASKS, "mb_udpos"):  # the tagging tasks, on one clause each
         toks = linearize(ex, lex, lang)
         row: dict[str, Any] = {"tokens": [t.text for t in toks]}
         if name == "mb_chunk":
