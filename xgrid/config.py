@@ -74,6 +74,9 @@ class FixedRate(RootModel[Rate]):
     def fixed_value(self) -> float:
         return self.value
 
+    def label(self) -> str:
+        return f"{self.value:g}"
+
 
 class LogRange(Strict):
     low: Rate
@@ -100,6 +103,9 @@ class LogRange(Strict):
         """The geometric middle of the range (for plain runs)."""
         return (self.low * self.high) ** 0.5
 
+    def label(self) -> str:
+        return f"{self.low:g}..{self.high:g}"
+
 
 class Choices(Strict):
     values: Annotated[list[Rate], Field(min_length=1)]
@@ -120,6 +126,9 @@ class Choices(Strict):
     def fixed_value(self) -> float:
         """The middle value (for plain runs)."""
         return sorted(self.values)[len(self.values) // 2]
+
+    def label(self) -> str:
+        return ",".join(f"{v:g}" for v in sorted(self.values))
 
 
 def _is_number_text(value: Any) -> bool:

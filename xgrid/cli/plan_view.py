@@ -86,15 +86,12 @@ def target_rows(plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
-def protocol_text(row: dict[str, Any]) -> str:
+def protocol_text(plan: Plan, row: dict[str, Any]) -> str:
     """`3 ep, len 256, lr 1e-05..5e-05`: the plan table's protocol column."""
-    t = row["training"]
-    if t is None:
+    if row["training"] is None:
         return "scored from the encoder"
-    rate = t["learning_rate"]
-    rate = (f"{rate['low']:g}..{rate['high']:g}" if isinstance(rate, dict) and "low" in rate
-            else ",".join(f"{v:g}" for v in rate["values"]) if isinstance(rate, dict) else f"{rate:g}")
-    return f"{t['epochs']} ep, len {t['max_length']}, lr {rate}"
+    settings = plan.space.training_for(row["target"])
+    return f"{settings.epochs} ep, len {settings.max_length}, lr {settings.learning_rate.label()}"
 
 
 def power_json(plan: Plan) -> list[dict[str, Any]]:
@@ -169,7 +166,7 @@ def print_plan(plan: Plan, store_root: str | None = None) -> None:
         table.add_column(column)
     for row in target_rows(plan):
         table.add_row(row["target"], row["format"], str(row["cells"]),
-                      str(row["trials"]) if row["trials"] else "- (scored, not trained)", protocol_text(row),
+                      str(row["trials"]) if row["trials"] else "- (scored, not trained)", protocol_text(plan, row),
                       ", ".join(row["intermediates"]))
     console.print(table)
     # highlight=False, soft_wrap: a store path or URI is one line, printed as it is
