@@ -23,6 +23,8 @@ HUB_FEATURES = {
     "mb_deprel": {"id": STR, "tokens": datasets.Sequence(STR)},
     "mb_xpos": {"id": STR, "tokens": datasets.Sequence(STR)},  # + xpos_tags (PTB) and depth_tags below
     "mb_depth": {"id": STR, "tokens": datasets.Sequence(STR)},
+    "mb_ccg": {"id": STR, "tokens": datasets.Sequence(STR)},
+    "mb_semtag": {"id": STR, "tokens": datasets.Sequence(STR)},
     "mb_para": datasets.Features({"id": datasets.Value("int32"), "sentence1": STR, "sentence2": STR,
                                   "label": datasets.ClassLabel(names=["0", "1"])}),
     "mb_entail": datasets.Features({"sentence1": STR, "sentence2": STR, "label": datasets.ClassLabel(
@@ -75,8 +77,8 @@ def test_every_split_is_generated_once_from_a_cold_cache_then_cached():
 # -- registry and arguments ------------------------------------------------------------------------
 
 def test_task_names_languages_and_splits():
-    assert mb.SYNTACTIC_TASKS == ("mb_chunk", "mb_deprel", "mb_xpos", "mb_depth")
-    assert mb.SEMANTIC_TASKS == ("mb_para", "mb_qa", "mb_choice", "mb_entail")
+    assert mb.SYNTACTIC_TASKS == ("mb_chunk", "mb_deprel", "mb_xpos", "mb_depth", "mb_ccg")
+    assert mb.SEMANTIC_TASKS == ("mb_para", "mb_qa", "mb_choice", "mb_entail", "mb_semtag")
     assert mb.TASK_NAMES == mb.SYNTACTIC_TASKS + mb.SEMANTIC_TASKS + ("mb_xnli", "mb_udpos", "mb_xquad",
                                                                       "mb_tatoeba")
     assert mb.LANGUAGES == ("en", "xa", "xb", "xc")
@@ -147,7 +149,12 @@ def test_schema_matches_the_hub(name, lang, split):
         assert ds.features["xpos_tags"].feature == datasets.ClassLabel(names=list(mb.PTB_NAMES))
     elif name == "mb_depth":
         assert ds.column_names == ["id", "tokens", "depth_tags"]
-        assert ds.features["depth_tags"].feature.names == ["D1", "D2", "D3", "D4"]
+        assert ds.features["depth_tags"].feature.names == ["D1", "D2", "D3", "D4", "D5"]
+    elif name in ("mb_ccg", "mb_semtag"):
+        column = "ccg_tags" if name == "mb_ccg" else "sem_tags"
+        assert ds.column_names == ["id", "tokens", column]
+        names = mb.CCG_NAMES if name == "mb_ccg" else mb.SEM_NAMES
+        assert ds.features[column].feature == datasets.ClassLabel(names=list(names))
     else:
         assert ds.features == expected
         assert ds.column_names == list(expected)
@@ -230,7 +237,8 @@ def test_qa_answer_offsets_are_exact():
 
 @pytest.mark.parametrize("name, column", [("mb_chunk", "pos_tags"), ("mb_chunk", "chunk_tags"),
                                           ("mb_deprel", "deprel_tags"), ("mb_xpos", "xpos_tags"),
-                                          ("mb_depth", "depth_tags"), ("mb_udpos", "pos_tags")])
+                                          ("mb_depth", "depth_tags"), ("mb_ccg", "ccg_tags"),
+                                          ("mb_semtag", "sem_tags"), ("mb_udpos", "pos_tags")])
 def test_tags_aligned_with_tokens(name, column):
     for lang in mb.languages(name):
         for split in mb.splits(name, lang):
@@ -432,8 +440,8 @@ def test_xpos_tags_are_the_ptb_tags_of_the_chunking_grammar():
 
 
 def test_depth_tags_count_the_brackets_around_each_token():
-    """(S (NP subj) (VP aux adv verb (NP obj) (PP adp (NP ..)) (ADVP adv)) .): read back from the
-    deprel of the same token, an independent description of the same tree."""
+    """(S (NP det (ADJP adj) noun) (VP aux (ADVP adv) verb (NP obj) (PP adp (NP ..)) (ADVP adv)) .): read back
+    from the deprel of the same token, an independent description of the same tree."""
     depth_of_relation = {"punct": "D1", "nsubj": "D2", "root": "D2", "aux": "D2", "obj": "D3", "case": "D3",
                          "obl": "D4"}
     for split in mb.splits("mb_depth", "en"):
@@ -443,15 +451,83 @@ def test_depth_tags_count_the_brackets_around_each_token():
         for clause, depths in zip(clauses, tag_names(ds, "depth_tags")):
             toks = mb.linearize(clause, lex, "en")
             assert len(toks) == len(depths)
-            head = {"subj": "D2", "obj": "D3", "pp": "D4"}
+            head = {"subj": 2, "obj": 3, "pp": 4}
             for tok, depth in zip(toks, depths):
                 if tok.deprel in depth_of_relation:
                     assert depth == depth_of_relation[tok.deprel]
-                elif tok.deprel in ("det", "nummod", "amod"):  # inside the noun phrase of its slot
-                    assert depth == head[tok.slot]
-                else:  # an adverb: in the verb group, or its own ADVP under the VP
-                    assert tok.deprel == "advmod" and depth == ("D2" if tok.slot == "vp" else "D3")
-        assert {"D1", "D2", "D3", "D4"} == {d for row in tag_names(ds, "depth_tags") for d in row}
+                elif tok.deprel in ("det", "nummod"):  # directly in the noun phrase of its slot
+                    assert depth == f"D{head[tok.slot]}"
+                elif tok.deprel == "amod":  # in an ADJP one below the noun phrase
+                    assert depth == f"D{head[tok.slot] + 1}"
+                else:  # an adverb: in an ADVP inside the verb group, or its own ADVP under the VP
+                    assert tok.deprel == "advmod" and depth == "D3"
+        assert {"D1", "D2", "D3", "D4", "D5"} == {d for row in tag_names(ds, "depth_tags") for d in row}
+
+
+def test_depth_tells_a_modifier_from_its_head():
+    """What lets mb_depth teach word classes: an adjective is always one bracket deeper than the noun it
+    modifies, so the two never share a depth within a noun phrase."""
+    lex = mb.lexicon()
+    ds = mb.load("mb_depth", "en", "train")
+    for depths, meta in zip(tag_names(ds, "depth_tags"), mb.latent("mb_depth", "en", "train")):
+        classes = ["PUNCT" if i < 0 else lex.lexemes[i].upos for i in meta["lexemes"]]
+        for k, cls in enumerate(classes):
+            if cls == "ADJ":
+                noun = next(j for j in range(k + 1, len(classes)) if classes[j] == "NOUN")
+                assert int(depths[k][1]) == int(depths[noun][1]) + 1
+
+
+def test_ccg_categories_are_a_function_of_syntactic_class_and_position():
+    """CCGbank categories: a determiner NP/N, a prenominal adjective or numeral N/N, a noun N, a pronoun NP,
+    a transitive verb (S[dcl]\\NP)/NP, bare (S[b]\\NP)/NP after a modal, the modal itself
+    (S[dcl]\\NP)/(S[b]\\NP), an adverb before the verb (S\\NP)/(S\\NP) and after it (S\\NP)\\(S\\NP), an
+    adposition heading a VP-modifying PP; the words' clusters never matter."""
+    lex = mb.lexicon()
+    by_class = {"DET": "NP/N", "NUM": "N/N", "ADJ": "N/N", "NOUN": "N", "PROPN": "N", "PRON": "NP",
+                "AUX": r"(S[dcl]\NP)/(S[b]\NP)", "ADP": r"((S\NP)\(S\NP))/NP", "PUNCT": "."}
+    ds = mb.load("mb_ccg", "en", "train")
+    for tags, meta in zip(tag_names(ds, "ccg_tags"), mb.latent("mb_ccg", "en", "train")):
+        classes = ["PUNCT" if i < 0 else lex.lexemes[i].upos for i in meta["lexemes"]]
+        verb = classes.index("VERB")
+        for k, (cls, tag) in enumerate(zip(classes, tags)):
+            if cls in by_class:
+                assert tag == by_class[cls]
+            elif cls == "VERB":
+                assert tag == (r"(S[b]\NP)/NP" if "AUX" in classes[:k] else r"(S[dcl]\NP)/NP")
+            else:
+                assert cls == "ADV" and tag == (r"(S\NP)/(S\NP)" if k < verb else r"(S\NP)\(S\NP)")
+    assert set(mb.CCG_NAMES) == {t for row in tag_names(ds, "ccg_tags") for t in row}
+
+
+def test_semantic_tags_are_features_of_meaning_never_of_class():
+    """mb_semtag tags a content word by its polarity (nouns unmarked, as a positive pole) and domain: two
+    content words of different classes with the same features get the same tag, two synonyms always one tag,
+    antonyms the opposite polarity; function words by their meaning category."""
+    lex = mb.lexicon()
+    ds = mb.load("mb_semtag", "en", "train")
+    tag_of: dict[int, str] = {}
+    classes_of_tag: dict[str, set[str]] = collections.defaultdict(set)
+    for tags, meta in zip(tag_names(ds, "sem_tags"), mb.latent("mb_semtag", "en", "train")):
+        for i, tag in zip(meta["lexemes"], tags):
+            assert tag_of.setdefault(i, tag) == tag  # a word's tag never depends on its sentence
+            if i < 0:
+                assert tag == "NIL"
+                continue
+            x = lex.lexemes[i]
+            if x.role == "content":
+                assert tag == f"{'NEG' if x.polarity < 0 else 'POS'}{x.domain}"
+                classes_of_tag[tag].add(x.upos)
+            else:
+                assert tag in ("DEF", "QUC", "REL", "PRO", "NAM", "MOD")
+    assert classes_of_tag["POS0"] == classes_of_tag["POS1"] == set(mb.CONTENT_UPOS)  # class decides nothing
+    assert classes_of_tag["NEG0"] == {"VERB", "ADJ", "ADV"}
+    for cluster in lex.clusters:
+        seen = {tag_of[i] for i in cluster if i in tag_of}
+        assert len(seen) <= 1
+        antonym = lex.lexemes[cluster[0]].antonym
+        if seen and antonym >= 0:
+            other = {tag_of[i] for i in lex.clusters[antonym] if i in tag_of}
+            assert other and other != seen and {t[3] for t in other} == {t[3] for t in seen}
 
 
 def test_entailment_is_the_nli_edits_with_neutral_and_contradiction_merged():
@@ -616,7 +692,8 @@ def test_target_train_sets_hold_out_part_of_the_lexicon():
         assert heldout_share(name, "en", "test", fields) > 0.3
         assert heldout_share(name, "xc", "test", fields) > 0.3
     for name, fields in (("mb_chunk", ("lexemes",)), ("mb_deprel", ("lexemes",)), ("mb_xpos", ("lexemes",)),
-                         ("mb_depth", ("lexemes",)), ("mb_para", pair), ("mb_entail", pair), ("mb_qa", qa)):
+                         ("mb_depth", ("lexemes",)), ("mb_ccg", ("lexemes",)), ("mb_semtag", ("lexemes",)),
+                         ("mb_para", pair), ("mb_entail", pair), ("mb_qa", qa)):
         assert heldout_share(name, "en", "train", fields) > 0.3  # intermediates cover it all
 
 

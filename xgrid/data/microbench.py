@@ -10,7 +10,9 @@ task              stands in for               columns
 ``mb_chunk``      ``conll2000``               id, tokens, pos_tags (PTB), chunk_tags (BIO)
 ``mb_deprel``     UD ``en_ewt`` deprel        id, tokens, deprel_tags
 ``mb_xpos``       UD ``en_ewt`` xpos (PTB)    id, tokens, xpos_tags
-``mb_depth``      constituency depth          id, tokens, depth_tags (D1..D4: brackets around a token)
+``mb_depth``      constituency depth          id, tokens, depth_tags (D1..D5: brackets around a token)
+``mb_ccg``        CCGbank supertags           id, tokens, ccg_tags (CCG lexical categories)
+``mb_semtag``     PMB semantic tags           id, tokens, sem_tags (polarity and domain of content words)
 ``mb_para``       ``paws`` labeled_final      id, sentence1, sentence2, label ("0"/"1", 1 = paraphrase)
 ``mb_entail``     ``glue/rte``                sentence1, sentence2, label (entailment/not_entailment), idx
 ``mb_qa``         ``squad`` (v1.1)            id, title, context, question, answers{text, answer_start}
@@ -21,7 +23,7 @@ task              stands in for               columns
 ``mb_tatoeba``    XTREME ``tatoeba.<lang>``   source_sentence, target_sentence, source_lang, target_lang
 ================  ==========================  =======================================================
 
-The first eight are English intermediate tasks, four syntactic and four semantic (splits ``train``,
+The first ten are English intermediate tasks, five syntactic and five semantic (splits ``train``,
 ``validation``); the last four are targets (English ``train``/``validation``/``test``, other languages
 ``validation``/``test``; Tatoeba has no English side and no train split).
 
@@ -53,12 +55,17 @@ semantic ones do, and semantic intermediate tasks should help the pair-classific
   and its field's *domain* (0/1: half of each class's fields). No clause holds two words of one field
   (so relations between words of two sentences are never ambiguous).
 * Syntactic labels are functions of class and position only: ``mb_udpos`` tags are the lexeme's
-  class; ``mb_chunk``/``mb_deprel``/``mb_xpos``/``mb_depth`` tags are functions of class and the
-  constituent the word sits in (every syntactic intermediate task therefore teaches every word's class,
-  which is what the tagging target needs for words its own training data never shows).
+  class; ``mb_chunk``/``mb_deprel``/``mb_xpos``/``mb_depth``/``mb_ccg`` tags are functions of class and the
+  constituent the word sits in (every syntactic intermediate task therefore teaches word classes,
+  which is what the tagging target needs for words its own training data never shows). How much of a
+  word's class a task's tags carry varies: PTB tags, relations and CCG categories name it; a depth tag puts
+  a modifier one bracket below its head; a chunk tag tells a noun phrase from a verb group but not an
+  adjective from its noun (``benchmarks/planted_effect.py`` measures each task's gain).
   Clusters never matter. Some noun and verb lexemes share a form, so the tag of such a word depends on
   context (noun after a determiner/numeral/adjective/adposition or at the start, verb otherwise).
 * Semantic labels are functions of the latent features only, and syntactic classes never decide them.
+  ``mb_semtag`` tags each content word with its polarity (nouns are unmarked, like a positive pole) and
+  domain, and each function word with its meaning category (PMB-style: DEF, QUC, REL, PRO, NAM, MOD).
   The two sentences of a pair are aligned word by word (no reordering), and the edit that decides the
   label is made on the verb: a paraphrase (``mb_para`` label 1) swaps it for a synonym, a
   non-paraphrase for its antonym (same field and domain, opposite polarity) or for an unrelated verb
@@ -108,11 +115,15 @@ from datasets.table import InMemoryTable
 # Names and label sets
 # --------------------------------------------------------------------------------------------------
 
+# Bumped whenever a task's generated data change: stage-1 checkpoint keys and cell ids include it, so a store
+# filled by an earlier version is not reused for data it was not trained on.
+GENERATOR_VERSION = 2
+
 LANGUAGES: tuple[str, ...] = ("en", "xa", "xb", "xc")
 NON_ENGLISH: tuple[str, ...] = LANGUAGES[1:]
 
-SYNTACTIC_TASKS: tuple[str, ...] = ("mb_chunk", "mb_deprel", "mb_xpos", "mb_depth")
-SEMANTIC_TASKS: tuple[str, ...] = ("mb_para", "mb_qa", "mb_choice", "mb_entail")
+SYNTACTIC_TASKS: tuple[str, ...] = ("mb_chunk", "mb_deprel", "mb_xpos", "mb_depth", "mb_ccg")
+SEMANTIC_TASKS: tuple[str, ...] = ("mb_para", "mb_qa", "mb_choice", "mb_entail", "mb_semtag")
 INTERMEDIATE_TASKS: tuple[str, ...] = SYNTACTIC_TASKS + SEMANTIC_TASKS
 TARGET_TASKS: tuple[str, ...] = ("mb_xnli", "mb_udpos", "mb_xquad", "mb_tatoeba")
 TASK_NAMES: tuple[str, ...] = INTERMEDIATE_TASKS + TARGET_TASKS
@@ -132,11 +143,19 @@ DEPREL_NAMES = ("root", "nsubj", "obj", "obl", "det", "nummod", "amod", "advmod"
                 "punct")
 NLI_NAMES = ("entailment", "neutral", "contradiction")
 RTE_NAMES = ("entailment", "not_entailment")
-# Constituency depth of a token: how many brackets of (S (NP ..) (VP .. (NP ..) (PP .. (NP ..)) (ADVP ..)))
-# hold it. Subject and verb group sit at 2, object, adposition and final adverb at 3, the PP's noun phrase at 4.
-# Two characters each: seqeval reads the first as a chunk prefix and the rest as the type, so a bare digit would
-# have no type at all.
-DEPTH_NAMES = ("D1", "D2", "D3", "D4")
+# Constituency depth of a token: how many brackets of
+# (S (NP .. (ADJP ..) ..) (VP .. (ADVP ..) .. (NP ..) (PP .. (NP ..)) (ADVP ..)) .) hold it. Subject and verb
+# group sit at 2; object, adposition and final adverb at 3; the PP's noun phrase at 4; an adjective (in its ADJP)
+# or a verb-group adverb (in its ADVP) one deeper than the phrase around it. Two characters each: seqeval reads
+# the first as a chunk prefix and the rest as the type, so a bare digit would have no type at all.
+DEPTH_NAMES = ("D1", "D2", "D3", "D4", "D5")
+# CCGbank lexical categories of the grammar's words (transitive verbs; a PP and a final adverb modify the VP).
+CCG_NAMES = ("NP/N", "N/N", "N", "NP", r"(S[dcl]\NP)/NP", r"(S[b]\NP)/NP", r"(S[dcl]\NP)/(S[b]\NP)",
+             r"(S\NP)/(S\NP)", r"(S\NP)\(S\NP)", r"((S\NP)\(S\NP))/NP", ".")
+# Parallel Meaning Bank-style semantic tags: content words by polarity (POS unmarked, NEG marked) and domain;
+# function words by meaning category (DEF determiner, QUC cardinal, REL relation, PRO pronoun, NAM name,
+# MOD modal, NIL punctuation).
+SEM_NAMES = ("POS0", "POS1", "NEG0", "NEG1", "DEF", "QUC", "REL", "PRO", "NAM", "MOD", "NIL")
 
 CONTENT_UPOS = ("NOUN", "VERB", "ADJ", "ADV")
 
@@ -165,6 +184,10 @@ FEATURES: dict[str, datasets.Features] = {
                                   "xpos_tags": _sequence_of(PTB_NAMES)}),
     "mb_depth": datasets.Features({"id": _STR, "tokens": datasets.Sequence(_STR),
                                    "depth_tags": _sequence_of(DEPTH_NAMES)}),
+    "mb_ccg": datasets.Features({"id": _STR, "tokens": datasets.Sequence(_STR),
+                                 "ccg_tags": _sequence_of(CCG_NAMES)}),
+    "mb_semtag": datasets.Features({"id": _STR, "tokens": datasets.Sequence(_STR),
+                                    "sem_tags": _sequence_of(SEM_NAMES)}),
     "mb_para": datasets.Features({"id": datasets.Value("int32"), "sentence1": _STR, "sentence2": _STR,
                                   "label": datasets.ClassLabel(names=["0", "1"])}),
     "mb_entail": datasets.Features({"sentence1": _STR, "sentence2": _STR,
@@ -1060,6 +1083,7 @@ def _choice_example(s: _Sampler, label: int) -> ChoiceExample:
 # --------------------------------------------------------------------------------------------------
 
 _FAMILY = {"mb_chunk": "clause", "mb_deprel": "clause", "mb_xpos": "clause", "mb_depth": "clause",
+           "mb_ccg": "clause", "mb_semtag": "clause",
            "mb_udpos": "clause", "mb_tatoeba": "clause", "mb_para": "para", "mb_entail": "rte",
            "mb_xnli": "nli", "mb_qa": "qa", "mb_xquad": "qa", "mb_choice": "choice"}
 
@@ -1121,15 +1145,48 @@ def _index_of(names: tuple[str, ...]) -> dict[str, int]:
     return {n: i for i, n in enumerate(names)}
 
 
-_UPOS_ID, _PTB_ID, _CHUNK_ID, _DEPREL_ID, _DEPTH_ID = map(_index_of, (
-    UPOS_NAMES, PTB_NAMES, CHUNK_NAMES, DEPREL_NAMES, DEPTH_NAMES))
+_UPOS_ID, _PTB_ID, _CHUNK_ID, _DEPREL_ID, _DEPTH_ID, _CCG_ID, _SEM_ID = map(_index_of, (
+    UPOS_NAMES, PTB_NAMES, CHUNK_NAMES, DEPREL_NAMES, DEPTH_NAMES, CCG_NAMES, SEM_NAMES))
 
 
 def constituent_depth(tok: Tok) -> str:
     """The token's depth in the clause's constituency tree (DEPTH_NAMES); class and constituent decide it."""
     if tok.slot == "pp":
-        return "D3" if tok.deprel == "case" else "D4"
-    return {"punct": "D1", "subj": "D2", "vp": "D2", "obj": "D3", "adv": "D3"}[tok.slot]
+        depth = 3 if tok.deprel == "case" else 4
+    else:
+        depth = {"punct": 1, "subj": 2, "vp": 2, "obj": 3, "adv": 3}[tok.slot]
+    # An adjective sits in an ADJP inside its noun phrase, a verb-group adverb in an ADVP inside the VP.
+    if tok.upos == "ADJ" or (tok.upos == "ADV" and tok.slot == "vp"):
+        depth += 1
+    return f"D{depth}"
+
+
+_CCG_OF_DEPREL = {"det": "NP/N", "nummod": "N/N", "amod": "N/N", "case": r"((S\NP)\(S\NP))/NP",
+                  "aux": r"(S[dcl]\NP)/(S[b]\NP)", "punct": "."}
+
+
+def ccg_category(tok: Tok, has_aux: bool) -> str:
+    """The token's CCGbank category (CCG_NAMES), for English word order: class and constituent decide it."""
+    if tok.deprel in _CCG_OF_DEPREL:
+        return _CCG_OF_DEPREL[tok.deprel]
+    if tok.deprel == "root":  # a transitive verb, bare after a modal
+        return r"(S[b]\NP)/NP" if has_aux else r"(S[dcl]\NP)/NP"
+    if tok.deprel == "advmod":  # before the verb it takes the VP as argument, after it it modifies it
+        return r"(S\NP)/(S\NP)" if tok.slot == "vp" else r"(S\NP)\(S\NP)"
+    return "NP" if tok.upos == "PRON" else "N"  # a noun phrase's head (a name is an N, as in CCGbank)
+
+
+_SEM_OF_ROLE = {"det": "DEF", "num": "QUC", "adp": "REL", "pron": "PRO", "propn": "NAM", "aux": "MOD"}
+
+
+def semantic_tag(tok: Tok, lex: Lexicon) -> str:
+    """The token's semantic tag (SEM_NAMES): a content word's polarity and domain, never its class."""
+    if tok.lexeme < 0:
+        return "NIL"
+    lexeme = lex.lexemes[tok.lexeme]
+    if lexeme.role != "content":
+        return _SEM_OF_ROLE[lexeme.role]
+    return f"{'NEG' if lexeme.polarity < 0 else 'POS'}{lexeme.domain}"
 
 
 def _render_qa(ex: QAExample, index: int, name: str, split: str, seed: int, lex: Lexicon,
@@ -1180,7 +1237,7 @@ def _render_choice(ex: ChoiceExample, index: int, split: str, lex: Lexicon) -> t
 def _render(name: str, ex: Any, index: int, split: str, seed: int, lex: Lexicon,
             lang: str) -> tuple[dict, dict]:
     """One hub-schema row plus its latent record (lexeme id behind every token)."""
-    if name in (*SYNTACTIC_TASKS, "mb_udpos"):  # the tagging tasks, on one clause each
+    if _FAMILY[name] == "clause" and name != "mb_tatoeba":  # the tagging tasks, on one clause each
         toks = linearize(ex, lex, lang)
         row: dict[str, Any] = {"tokens": [t.text for t in toks]}
         if name == "mb_chunk":
@@ -1192,6 +1249,11 @@ def _render(name: str, ex: Any, index: int, split: str, seed: int, lex: Lexicon,
             row = {"id": str(index), **row, "xpos_tags": [_PTB_ID[t.ptb] for t in toks]}
         elif name == "mb_depth":
             row = {"id": str(index), **row, "depth_tags": [_DEPTH_ID[constituent_depth(t)] for t in toks]}
+        elif name == "mb_ccg":
+            row = {"id": str(index), **row,
+                   "ccg_tags": [_CCG_ID[ccg_category(t, ex.aux is not None)] for t in toks]}
+        elif name == "mb_semtag":
+            row = {"id": str(index), **row, "sem_tags": [_SEM_ID[semantic_tag(t, lex)] for t in toks]}
         else:
             row["pos_tags"] = [_UPOS_ID[t.upos] for t in toks]
         return row, {"lexemes": _ids(toks)}

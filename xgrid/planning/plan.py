@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xgrid import tracking_schema as schema
+from xgrid.data import microbench
 from xgrid.config import (EMBEDDED_TINY, NONE_BASELINE, BaseModelSpec, IntermediateGroup, SearchSpace,
                           intermediate_label, intermediate_tasks)
 from xgrid.models.identity import model_identity
@@ -141,7 +142,9 @@ def stage1_key(space: SearchSpace, base: BaseModelSpec, tasks: tuple[TaskSpec, .
         payload["hparams"] = space.intermediate_training.model_dump(mode="json")
         payload["local_paths"] = {t: space.local_paths[t] for t in names if t in space.local_paths}
     if base.source == EMBEDDED_TINY or any(t.source.seeded_by_microbench for t in tasks):
-        payload["microbench_seed"] = space.microbench_seed  # the embedded data and tokenizer depend on it
+        # The embedded data and tokenizer depend on the seed and on the generator's version.
+        payload["microbench_seed"] = space.microbench_seed
+        payload["microbench_version"] = microbench.GENERATOR_VERSION
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return digest[:20]
 
@@ -158,7 +161,7 @@ def cell_id(space: SearchSpace, base: BaseModelSpec, label: str, stage1: str, ta
                "languages": space.target_overrides[target].languages if target in space.target_overrides else None,
                "policy": space.selection_policy, "retrieval": space.retrieval.model_dump(mode="json"),
                "protocol": protocol, "local_paths": dict(sorted(space.local_paths.items())),
-               "microbench_seed": space.microbench_seed,
+               "microbench_seed": space.microbench_seed, "microbench_version": microbench.GENERATOR_VERSION,
                "search": {"trials_per_cell": search.trials_per_cell, "scheduler": search.scheduler,
                           "grace_period": search.grace_period, "reduction_factor": search.reduction_factor,
                           "sampler_seed": search.sampler_seed}}

@@ -17,6 +17,9 @@ ENTRIES: tuple[TaskSpec, ...] = (
     TaskSpec("mb_depth", "tagging", "syntactic", ("en",), EmbeddedSource("mb_depth"), "f1",
              "micro-benchmark constituency-depth tagging (bracket depth of each token)",
              options={"tags": "depth_tags"}),
+    # CCG supertagging and semantic tagging report token accuracy, as CCGbank and the Parallel Meaning Bank do.
+    TaskSpec("mb_ccg", "tagging", "syntactic", ("en",), EmbeddedSource("mb_ccg"), "accuracy",
+             "micro-benchmark CCG supertagging (CCGbank lexical categories)", options={"tags": "ccg_tags"}),
     TaskSpec("mb_para", "classification", "semantic", ("en",), EmbeddedSource("mb_para"), "accuracy",
              "micro-benchmark paraphrase identification (PAWS schema)",
              options={"text_a": "sentence1", "text_b": "sentence2"}, chance=50.0),
@@ -28,6 +31,9 @@ ENTRIES: tuple[TaskSpec, ...] = (
     TaskSpec("mb_entail", "classification", "semantic", ("en",), EmbeddedSource("mb_entail"), "accuracy",
              "micro-benchmark two-way entailment (GLUE RTE schema)",
              options={"text_a": "sentence1", "text_b": "sentence2"}, chance=50.0),
+    TaskSpec("mb_semtag", "tagging", "semantic", ("en",), EmbeddedSource("mb_semtag"), "accuracy",
+             "micro-benchmark semantic tagging (Parallel Meaning Bank sem-tags: polarity and domain)",
+             options={"tags": "sem_tags"}),
     # Targets: English training data, every language evaluated.
     TaskSpec("mb_xnli", "classification", "semantic", MB_LANGUAGES, EmbeddedSource("mb_xnli"), "accuracy",
              "micro-benchmark NLI (XNLI schema)", group="classification", chance=100 / 3),
