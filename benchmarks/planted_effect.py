@@ -5,7 +5,8 @@ Runs every cell of a space as plain three-phase runs (no Ray: this measures the 
 the space's middle learning rate, then prints per target the gain over the `none` baseline by intermediate
 task and the syntactic vs semantic means over tasks and seeds.
 
-    python benchmarks/planted_effect.py [SPACE] [--seeds 0 1 2] [--store /tmp/xgrid-bench-store]
+    python benchmarks/planted_effect.py [SPACE] [--seeds 0 1 2] [--targets T ...] [--intermediates I ...]
+        [--store /tmp/xgrid-bench-store]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*")
     parser.add_argument("--store", default="/tmp/xgrid-bench-store")
     parser.add_argument("--targets", nargs="*")
+    parser.add_argument("--intermediates", nargs="*", help="a subset of the space's (the `none` baseline is kept)")
     args = parser.parse_args()
     registry = default_registry()
     space = load_space(resolve_space(args.space), registry)
@@ -35,6 +37,8 @@ def main() -> None:
         space = space.model_copy(update={"seeds": args.seeds})
     if args.targets:
         space = space.model_copy(update={"targets": args.targets})
+    if args.intermediates:
+        space = space.model_copy(update={"intermediates": ["none", *(i for i in args.intermediates if i != "none")]})
     plan = build_plan(space, registry)
     jobs = {j.key: j for j in plan.jobs}
     lr = space.target_training.learning_rate.fixed_value()
