@@ -301,3 +301,27 @@ def test_primary_metric_rules():
     assert primary_metric({"target": "mine"}, {"select.english_dev": 1.0}) is None
     with pytest.raises(CompareError, match="f1.avg, precision.avg"):
         primary_metric({"target": "mine"}, finals)
+
+
+def test_only_a_cell_with_a_choice_to_make_counts_as_unranked(tmp_path):
+    """A retrieval evaluation is one run per cell that logs both policies' finals and no best.<policy>: there
+    is nothing to choose, so it is not reported as "log no best.<policy>". A cell of two trials without
+    best.target_dev is: its target_dev rows fall back to the declared policy's pick."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _client(uri)
+    exp_id = client.create_experiment("unranked", artifact_location=(tmp_path / "art").as_uri())
+    common = {schema.POLICY_TAG: "english_dev", "search_id": "s1", "base_model": BASE, "intermediate": "none",
+              "intermediate_tasks": "", schema.KIND_TAG: "none", "seed": "0", "stage1_key": "k",
+              "own_data": "false"}
+    scores = {"en": 60.0, "xa": 50.0}
+    _new_run(client, exp_id, common | {schema.STAGE: schema.RETRIEVAL, "cell_id": "retrieval-cell",
+                                       "target": "mb_tatoeba", "target_format": "retrieval",
+                                       "target_group": "retrieval", schema.STATUS_TAG: "completed"},
+             _finals("accuracy", scores, scores))
+    for lr, best in ((1e-4, 70.0), (3e-4, 75.0)):
+        _new_run(client, exp_id, common | {schema.STAGE: schema.STAGE2, "cell_id": "trained-cell",
+                                           "target": "mb_xnli", "target_format": "classification",
+                                           "target_group": "classification", schema.STATUS_TAG: "completed"},
+                 _finals("accuracy", scores, scores) | {"best.english_dev": best}, {"learning_rate": lr})
+    counts = load_runs("unranked", uri).attrs["counts"]
+    assert counts["cells"] == 2 and counts["unranked_policy_cells"] == 1

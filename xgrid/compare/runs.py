@@ -188,7 +188,7 @@ def _policy_rows(run: RunRecord, metric: str, policy: str) -> list[dict[str, Any
 
 def _select_per_policy(usable: list[tuple[RunRecord, str]]) -> tuple[dict[str, tuple[RunRecord, str]], int]:
     """policy -> (run, metric) each policy selects among the cell's usable runs (those with its finals), and how
-    many policies had no `best.<policy>` on any of them: those keep the declared policy's pick, the only
+    many policies had no `best.<policy>` on any of several runs: those keep the declared policy's pick, the only
     selection the runs can support (ranking by learning rate alone would pick a trial at random)."""
     declared = _declared(usable[0][0].tags)
     chosen: dict[str, tuple[RunRecord, str]] = {}
@@ -202,7 +202,7 @@ def _select_per_policy(usable: list[tuple[RunRecord, str]]) -> tuple[dict[str, t
             chosen[policy] = min(candidates, key=lambda pair: _rank_key(pair[0], policy))
         elif candidates and _has_policy(*chosen[declared], policy):
             chosen[policy] = chosen[declared]
-            unranked += 1
+            unranked += len(candidates) > 1  # a cell of one run (a retrieval evaluation) has nothing to choose
     return chosen, unranked
 
 
