@@ -4,7 +4,7 @@
 
 Prints one row per design (tasks per kind, 3 seeds, task sd, seed sd): coverage of 0 under the null (nominal
 0.95), the false-positive rate, and the power to exclude 0 for planted differences of 2, 4 and 8 points. Each
-simulated grid goes through compare's path (`xgrid.compare.simulate.coverage`). Exits 1 if a null coverage falls
+simulated grid goes through compare's path (`xgrid.statistics.simulate.coverage`). Exits 1 if a null coverage falls
 below 0.93.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import itertools
 import sys
 
-from xgrid.compare.simulate import Design, coverage
+from xgrid.statistics.simulate import Design, coverage
 from xgrid.planning.power import expected_half_width
 
 

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xgrid"
 LAYERS = [
     ["xgrid", "xgrid.tracking_schema", "xgrid.redaction", "xgrid.folder_state"],
     ["xgrid.config"],
-    ["xgrid.data", "xgrid.metrics", "xgrid.spaces"],
+    ["xgrid.data", "xgrid.metrics", "xgrid.spaces", "xgrid.statistics"],
     ["xgrid.models"],  # the tiny model's tokenizer is trained on the micro-benchmark's vocabulary
     ["xgrid.formats"],
     ["xgrid.tasks"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xgrid.compare import stats
+from xgrid.statistics import contrast as stats
 from xgrid.compare.report import build_report, select_languages, write_report
 from xgrid.compare.runs import CompareError
 from tests.compare.synthetic import table

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xgrid.compare import stats
+from xgrid.statistics import contrast as stats
 from xgrid.compare.report import ALL_GROUPS, build_report, log_report, write_report
 from xgrid.compare.runs import CompareError
 from tests.compare.test_runs import (EXPERIMENT, OWN, PLANTED, SEEDS, TARGETS, _client, grid_runs,  # noqa: F401
@@ -139,7 +139,7 @@ def test_by_target_p_values_are_holm_adjusted_per_policy(report):
 def test_several_base_models_are_never_pooled(tmp_path):
     import numpy as np
 
-    from tests.compare.test_stats import make_runs
+    from tests.statistics.test_contrast import make_runs
 
     rng = np.random.default_rng(3)
     frames = []

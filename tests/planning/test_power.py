@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from xgrid.cli import app, common
-from xgrid.compare.simulate import Design, coverage
+from xgrid.statistics.simulate import Design, coverage
 from xgrid.config import parse_space
 from xgrid.planning.plan import build_plan
 from xgrid.planning.power import MAX_TASKS, expected_half_width, power_lines, tasks_for_half_width

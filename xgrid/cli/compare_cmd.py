@@ -1,5 +1,5 @@
 """`xgrid compare EXPERIMENT`: read a search back from MLflow and ask whether syntactic and semantic intermediate
-tasks diverge, with task-level intervals and p-values (see `xgrid.compare.stats` and `xgrid.compare.report`)."""
+tasks diverge, with task-level intervals and p-values (see `xgrid.statistics.contrast` and `xgrid.compare.report`)."""
 
 from __future__ import annotations
 

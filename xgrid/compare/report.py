@@ -3,7 +3,7 @@
 `build_report` turns the rows of `xgrid.compare.runs.load_runs` into gains over the ``none`` baseline and the
 contrast syntactic - semantic, by target, by target group and by (target, language), under every selection
 policy present (RESEARCH pitfall 1: English dev is zero-shot, target dev an oracle; both are reported). All the
-statistics come from `xgrid.compare.stats` (Welch t-intervals over intermediate tasks, `stats.METHOD_NOTE`).
+statistics come from `xgrid.statistics.contrast` (Welch t-intervals over intermediate tasks, `stats.METHOD_NOTE`).
 
 The estimand is zero-shot transfer: by default gains are averaged over the evaluated languages other than English
 (the language every target's training data is in); ``languages="all"`` or a list of languages says otherwise,
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xgrid.compare import stats
+from xgrid.statistics import contrast as stats
 from xgrid.compare.plots import KIND_ORDER
 from xgrid.compare.runs import CompareError, open_experiment, task_spec as _spec
 from xgrid import tracking_schema as schema

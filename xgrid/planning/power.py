@@ -1,12 +1,12 @@
 """Power before spending: how wide the syntactic - semantic interval of a target will be, before the search runs.
 
-`xgrid compare` puts a Welch t-interval on task-level mean gains (`xgrid.compare.stats`): each intermediate task
+`xgrid compare` puts a Welch t-interval on task-level mean gains (`xgrid.statistics.contrast`): each intermediate task
 is one observation whose variance is ``task_sd**2 + seed_sd**2 / seeds``. The half-width is then
 ``t(0.975, df_hat) * se_hat``, both estimated from the tasks a search happens to get, so its expectation has no
 closed form (with 2 + 2 tasks the estimated df often falls near 1 and the t quantile explodes). It is computed
 here by drawing the sample variances the method will see (chi-square draws, no grid simulated), which is exact
 for normal task means; tests/planning/test_power.py checks it against whole simulated grids analysed by compare's
-own code (`xgrid.compare.simulate`).
+own code (`xgrid.statistics.simulate`).
 
 The assumptions (task sd, seed sd, the precision wanted) come from the space's `power` block
 (`xgrid.config.PowerAssumptions`), with defaults from the literature stated there.

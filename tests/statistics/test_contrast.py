@@ -4,7 +4,7 @@ import pytest
 
 from scipy import stats as scipy_stats
 
-from xgrid.compare.stats import (
+from xgrid.statistics.contrast import (
     REQUIRED_COLUMNS,
     ContrastResult,
     adjust_pvalues,

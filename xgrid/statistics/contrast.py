@@ -24,7 +24,7 @@ seeds), so the t-interval is exact for normal task means and needs no resampling
 Why not the bootstrap this module used before: a percentile bootstrap over 2-5 tasks per
 kind cannot see task variation it has not sampled and was anti-conservative (simulated
 null coverage of the nominal 95%: 0.76 with 2 + 2 tasks, 0.82 with 3 + 3, 0.92 with 5 + 5);
-the t-interval holds its coverage from 2 + 2 tasks up (tests/compare/test_coverage.py:
+the t-interval holds its coverage from 2 + 2 tasks up (tests/statistics/test_coverage.py:
 >= 0.93 in every design, task sd 1-3, seed sd 0.5-1.5, 3 seeds).
 
 Assumptions, printed with every result (`METHOD_NOTE`): tasks of a kind are a sample of

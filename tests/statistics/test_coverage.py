@@ -12,7 +12,7 @@ import itertools
 
 import pytest
 
-from xgrid.compare.simulate import Design, coverage
+from xgrid.statistics.simulate import Design, coverage
 
 SEARCHES = 600  # per design: a coverage of 0.95 is estimated to +-0.009 (sd); the band below is 2 sd under it
 TASKS = (2, 3, 5, 10)
@@ -56,8 +56,8 @@ def test_english_is_left_out_of_the_estimand():
     """A planted gain on English only (the supervised language) moves nothing zero-shot."""
     import numpy as np
 
-    from xgrid.compare import stats
-    from xgrid.compare.simulate import simulate_runs
+    from xgrid.statistics import contrast as stats
+    from xgrid.statistics.simulate import simulate_runs
 
     runs = simulate_runs(Design(3, 3, 3, 1.0, 0.5), 1, np.random.default_rng(0))
     english_syntactic = (runs["language"] == "en") & (runs["kind"] == "syntactic")

@@ -1,6 +1,6 @@
 """Synthetic grids in the shape `xgrid.compare.runs.load_runs` returns, with a known truth.
 
-Used to check that the intervals `xgrid compare` prints hold their coverage (tests/compare/test_coverage.py,
+Used to check that the intervals `xgrid compare` prints hold their coverage (tests/statistics/test_coverage.py,
 benchmarks/compare_coverage.py) and that the dry run's power lines (`xgrid.planning.power`) predict the width a
 search will get. Each simulated search is one target (``sim0``, ``sim1``, ...), so a single
 `stats.contrast_table(gains, by=["target"])` call analyses thousands of them along the path compare takes.
@@ -76,7 +76,7 @@ def coverage(design: Design, n_searches: int, seed: int = 0, confidence: float =
     """Simulate and analyse as `xgrid compare` does (zero-shot languages, gains over `none`, task-level
     contrast by target). Returns coverage of the true effect, the rate at which the interval excludes 0
     (power when effect != 0, the false-positive rate under the null) and the mean half-width."""
-    from xgrid.compare import stats
+    from xgrid.statistics import contrast as stats
 
     runs = simulate_runs(design, n_searches, np.random.default_rng(seed), languages)
     if zero_shot_only:
