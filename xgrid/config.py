@@ -224,6 +224,22 @@ class PowerAssumptions(Strict):
 
 
 
+class Budget(Strict):
+    """A question-driven budget (`xgrid.statistics.sequential`): the search runs in rounds. Round 1 is the declared
+    design at its seeds; after each round every target's syntactic - semantic contrast is looked at, and only the
+    targets still undecided (interval covering 0 and wider than +-half_width) get `seeds_per_round` more seeds
+    (their stage-1 checkpoints and stage-2 trials), up to `max_seeds`. Alpha is spent over the looks by `spending`
+    so that looking after every round keeps the chance of any false direction at or under `alpha`."""
+
+    goal: Literal["decide"] = "decide"
+    half_width: Annotated[float, Field(gt=0, le=100)] = 2.0  # a target whose interval is narrower stops too
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05  # family-wise, over every look and target
+    max_seeds: Annotated[int, Field(ge=1, le=100)]
+    seeds_per_round: Annotated[int, Field(ge=1, le=100)] = 1
+    spending: Literal["pocock", "obrien_fleming", "uniform"] = "pocock"
+    max_gpu_hours: Annotated[float, Field(gt=0)] | None = None  # estimated H100 GPU-hours the rounds may spend
+
+
 # --- models, tasks --------------------------------------------------------------------------------------------
 class BaseModelSpec(Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -328,6 +344,7 @@ class SearchSpace(Strict):
     # target name (as listed in `targets`) -> where its protocol differs from target_training
     target_overrides: dict[str, TargetOverride] = {}
     power: PowerAssumptions = PowerAssumptions()
+    budget: Budget | None = None
     selection_policy: Literal[ENGLISH_DEV, TARGET_DEV] = DEFAULT_POLICY
     retrieval: RetrievalConfig = RetrievalConfig()
     search: SearchSettings = SearchSettings()
@@ -409,12 +426,26 @@ class SearchSpace(Strict):
         return self
 
     @model_validator(mode="after")
+    def _budget_fits(self) -> "SearchSpace":
+        budget = self.budget
+        if budget is None:
+            return self
+        if budget.max_seeds < len(self.seeds):
+            raise ValueError(f"budget.max_seeds: {budget.max_seeds} is fewer than the {len(self.seeds)} seeds the "
+                             "space declares (round 1 runs them all)")
+        if budget.max_gpu_hours is not None and not self.resources.gpus_per_worker:
+            raise ValueError("budget.max_gpu_hours: this space runs on CPUs (resources.gpus_per_worker is 0), so "
+                             "its GPU-hours are not estimated; leave max_gpu_hours out, or give the trials GPUs")
+        return self
+
+    @model_validator(mode="after")
     def _grid_size(self) -> "SearchSpace":
-        cells = len(self.base_models) * len(self.intermediates) * len(self.targets) * len(self.seeds)
+        seeds = self.budget.max_seeds if self.budget else len(self.seeds)
+        cells = len(self.base_models) * len(self.intermediates) * len(self.targets) * seeds
         if cells > MAX_CELLS:
             raise ValueError(f"the grid has {cells:,} cells (base_models x intermediates x targets x seeds: "
                              f"{len(self.base_models)} x {len(self.intermediates)} x {len(self.targets)} x "
-                             f"{len(self.seeds)}), more than the {MAX_CELLS:,} a search can plan; split it")
+                             f"{seeds}), more than the {MAX_CELLS:,} a search can plan; split it")
         return self
 
     # --- derived ---------------------------------------------------------------------------------------------
@@ -435,6 +466,19 @@ class SearchSpace(Strict):
     def trials_per_cell(self, target: str) -> int:
         """Stage-2 trials of a trained cell of the target: one when its learning rate is not searched."""
         return self.search.trials_per_cell if self.training_for(target).searched else 1
+
+    def planned_seeds(self) -> list[int]:
+        """Every seed the search may run: the declared ones, and with a budget the next free integers after the
+        largest, up to `budget.max_seeds` (a later round adds them in this order)."""
+        seeds = list(self.seeds)
+        if self.budget is None:
+            return seeds
+        taken, candidate = set(seeds), max(seeds) + 1
+        while len(seeds) < self.budget.max_seeds:
+            if candidate not in taken:
+                seeds.append(candidate)
+            candidate += 1
+        return seeds
 
     def power_for(self, target: str) -> tuple[float, float]:
         """(task_sd, seed_sd) the dry run's power lines assume for a target."""

@@ -66,6 +66,12 @@ class SearchListener:
         """A trial an earlier driver of this search finished (`xgrid search --resume`): done, not run again; a
         tracker has its run already, a progress counts it as done."""
     def target_finished(self, target: str, records: list[TrialRecord]) -> None: ...
+    # A budgeted search (`xgrid.search.rounds`): `plan` holds the round's new cells only; `decisions` are
+    # `xgrid.statistics.sequential.Decision`s, `state` the search's `RoundsState` after the round.
+    def round_started(self, round_no: int, plan: Plan) -> None: ...
+    def round_finished(self, round_no: int, decisions: list[Any], state: Any) -> None: ...
+    def round_restored(self, round_no: int, plan: Plan, decisions: list[Any]) -> None:
+        """A round an earlier driver of this search finished (--resume): not run again."""
 
 
 class Listeners(SearchListener):

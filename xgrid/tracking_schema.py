@@ -113,6 +113,17 @@ RETRIEVAL_LAYER_TAG, RETRIEVAL_POOLING_TAG = "retrieval_layer", "retrieval_pooli
 # <task>); "-" on other targets.
 RETRIEVAL_PROTOCOL_TAG = "retrieval_protocol"
 SPACE_TAG, SPACE_FINGERPRINT_TAG = "space", "space_fingerprint"
+# A budgeted search (`budget:` in the space): every run carries the round it ran in; the parent run logs, per
+# target, each round's decision interval as metrics `budget.<target>.<field>` at step = round, and tags
+# `budget.<target>.status` / `budget.<target>.round` with the latest decision; `budget.method` states the design.
+ROUND_TAG = "round"
+BUDGET_PREFIX = "budget."
+BUDGET_METHOD_TAG = "budget.method"
+BUDGET_FIELDS = ("diff", "low", "high", "p_value", "level", "seeds")
+
+
+def budget_key(target: str, field: str) -> str:
+    return f"{BUDGET_PREFIX}{target}.{field}"
 
 # --- more metrics and params -----------------------------------------------------------------------------------
 AVG = AGGREGATES[0]  # `<metric>.avg`: every run with final results logs it

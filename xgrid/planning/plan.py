@@ -99,6 +99,13 @@ class Plan:
     def trained_jobs(self) -> list[Stage1Job]:
         return [j for j in self.jobs if j.trains]
 
+    def restricted(self, keep) -> "Plan":
+        """The plan of the cells `keep(cell)` accepts and the stage-1 jobs they read: one round of a budgeted
+        search."""
+        cells = [c for c in self.cells if keep(c)]
+        keys = {c.stage1_key for c in cells}
+        return Plan(self.space, [j for j in self.jobs if j.key in keys], cells, self.notes)
+
     def cells_for(self, target: str) -> list[Cell]:
         return [c for c in self.cells if c.target == target]
 
@@ -190,7 +197,7 @@ def build_plan(space: SearchSpace, registry: TaskRegistry) -> Plan:
             label, names = intermediate_label(entry), intermediate_tasks(entry)
             specs = tuple(registry.get(n) for n in names)
             kind = intermediate_kind(entry, registry)
-            for seed in space.seeds:
+            for seed in space.planned_seeds():  # with a budget: every seed a round may add (the worst case)
                 key = stage1_key(space, base, specs, seed)
                 jobs.setdefault(key, Stage1Job(key, base, label, names, kind, seed if names else 0, specs))
                 for target_name, target in targets.items():
