@@ -77,15 +77,24 @@ class Progress(SearchListener):
         self._lines: _Lines | None = None
         self._unpinned = None
         self._current: str | None = None  # the target of the latest trial event; None during stage 1
+        self._round: int | None = None  # a budgeted search's current round
+        self._restored: dict[str, TrialRecord] = {}  # trial id -> a trial an earlier driver finished (--resume)
 
-    def search_started(self, plan, search_dir):
+    def _count(self, plan):
+        """Tallies for what `plan` runs (a budgeted search: the round's)."""
         concurrency = plan.space.resources.max_concurrent_trials
         self.stage1 = Tally(len(plan.trained_jobs), concurrency)
+        self.targets = {}
         for target in plan.space.targets:
             cells = plan.cells_for(target)
+            if not cells:
+                continue
             trains = cells[0].trains
             self.targets[target] = Tally(len(cells) * (plan.trials_per_cell(target) if trains else 1), concurrency)
             self.units[target] = "trials" if trains else "evaluations"
+
+    def search_started(self, plan, search_dir):
+        self._count(plan)
         # Stage 2 sends sys.stdout to tune.log while Tune runs (Tune's own prints); a console that follows
         # sys.stdout would send the progress there too. Pin it to today's stdout until the search ends.
         self._unpinned = self.console._file
@@ -107,6 +116,40 @@ class Progress(SearchListener):
             self._live.stop()
             self._live = None
         self.console.file = self._unpinned
+
+    # --- a budgeted search's rounds --------------------------------------------------------------------------------
+    def round_started(self, round_no, plan):
+        if self._lines is not None and self._round is not None:
+            self._lines.show(self._line(), now=True)  # the last state of the previous round
+        self._round, self._current = round_no, None
+        self._count(plan)
+        ids = {c.id for c in plan.cells}
+        for record in self._restored.values():  # a resumed round: what the dead driver finished counts as done
+            if record.cell.id in ids and record.cell.target in self.targets:
+                self.targets[record.cell.target].finish(record.trial_id, record.status)
+        seeds = sorted({c.seed for c in plan.cells})
+        self._say(f"round {round_no}: {', '.join(self.targets) or 'no target'} with seed(s) "
+                  f"{', '.join(map(str, seeds))}")
+        self._refresh()
+
+    def round_finished(self, round_no, decisions, state):
+        if self._lines is not None:
+            self._lines.show(self._line(), now=True)
+        for d in decisions:
+            interval = "no interval" if d.low != d.low else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+            self._say(f"round {round_no}: {d.target} at {d.seeds} seed(s): {interval} at level {d.level:.3g}: "
+                      f"{d.status}")
+
+    def round_restored(self, round_no, plan, decisions):
+        self._say(f"round {round_no}: finished by an earlier driver of this search (not run again)")
+
+    def _say(self, line: str):
+        if not self.enabled:
+            return
+        if self._lines is not None:
+            self._lines.show(line, now=True)
+        elif self._live is not None:
+            self._live.console.print(line)
 
     # --- stage 1: only the checkpoints the plan trains count --------------------------------------------------
     def stage1_started(self, job):
@@ -144,7 +187,10 @@ class Progress(SearchListener):
     def trial_restored(self, record):
         """A trial an earlier driver of this search finished (--resume): done, with its score, but no duration
         (the ETA is timed on what this driver runs)."""
-        tally = self.targets[record.cell.target]
+        self._restored[record.trial_id] = record
+        tally = self.targets.get(record.cell.target)
+        if tally is None:
+            return
         tally.finish(record.trial_id, record.status)
         score = record.metrics.get(self.metric_key)  # as trial_result takes it from a live trial's report
         if score is not None and (tally.best is None or score > tally.best):
@@ -178,7 +224,8 @@ class Progress(SearchListener):
                 f"best {self.metric_key} {best}{_eta(t)}")
 
     def _line(self) -> str:
-        return self._stage1_summary() if self._current is None else self._target_summary(self._current)
+        line = self._stage1_summary() if self._current is None else self._target_summary(self._current)
+        return line if self._round is None else f"round {self._round}: {line}"
 
     def _render(self) -> Table:
         table = Table(title=self._stage1_summary())

@@ -26,6 +26,7 @@ from xgrid.search.options import SearchOptions
 from xgrid.search.results import ResultsFile
 from xgrid.search.resume import (FAILED, FINISHED, INTERRUPTED, RUNNING, SearchBusy, check_not_running,
                                  finished_records, hold_search, update_state)
+from xgrid.search.rounds import RoundsState, run_rounds
 from xgrid.search.stage1 import run_stage1
 from xgrid.search.stage2 import search_target
 
@@ -44,6 +45,7 @@ class SearchOutcome:
     best: list[dict[str, Any]]
     seconds: float
     dashboard_url: str | None = None
+    rounds: RoundsState | None = None  # a budgeted search: its rounds, decisions and what they spent
 
 
 class _Stage1Count(SearchListener):
@@ -274,19 +276,31 @@ def _search_locked(plan: Plan, options: SearchOptions, on_ready, dashboard: str 
         on_ready(search_dir, dashboard)
     status = "FAILED"
     stop = None
+    rounds = None
     try:
         with stop_on_signals() as stop:
             events.search_started(plan, str(search_dir))
             for record in (r for rs in done.values() for r in rs):
                 events.trial_restored(record)
-            encoders = run_stage1(plan, options.store, storage_path, events)
-            for target in plan.space.targets:
-                try:
-                    results.add(search_target(target, plan, encoders, search_dir, storage_path, events, stop,
-                                              done=done.get(target, [])))
-                except SearchInterrupted as err:
-                    results.add(getattr(err, "records", []))
-                    raise
+            def run_plan(part: Plan, round_no: int = 1) -> None:
+                encoders = run_stage1(part, options.store, storage_path, events)
+                for target in part.space.targets:
+                    cells = {c.id for c in part.cells_for(target)}
+                    if not cells:  # a budgeted round that left this target out
+                        continue
+                    earlier = [r for r in done.get(target, []) if r.cell.id in cells]
+                    try:
+                        results.add(search_target(target, part, encoders, search_dir, storage_path, events, stop,
+                                                  done=earlier, round_no=round_no))
+                    except SearchInterrupted as err:
+                        results.add(getattr(err, "records", []))
+                        raise
+
+            if plan.space.budget is None:
+                run_plan(plan)
+            else:
+                rounds = run_rounds(plan, search_dir, events, run_plan, lambda: list(results.records.values()),
+                                    gpu_hours=_gpu_hours)
             status = "FINISHED"
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, in either stage
         status = "KILLED"
@@ -303,7 +317,14 @@ def _search_locked(plan: Plan, options: SearchOptions, on_ready, dashboard: str 
         finally:  # finished only once the tracker closed the parent run too: else a resume closes it
             update_state(search_dir, status=STATE_OF[status] if closed else FAILED)
     return SearchOutcome(search_dir, plan, counter.trained, counter.reused, results.by_target(), best,
-                         time.perf_counter() - started_at, dashboard)
+                         time.perf_counter() - started_at, dashboard, rounds)
+
+
+def _gpu_hours(plan: Plan) -> float | None:
+    """The estimated H100 GPU-hours of what a budgeted search has run and is about to (`budget.max_gpu_hours`)."""
+    from xgrid.planning.cost import estimate
+
+    return estimate(plan).gpu_hours
 
 
 STATE_OF = {"FINISHED": FINISHED, "KILLED": INTERRUPTED, "FAILED": FAILED}  # parent run status -> search_state

@@ -126,11 +126,12 @@ def optuna_storage(search_dir: Path):
 
 def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir: Path, storage_path: str,
                   listener: SearchListener, stop: StopRequest | None = None,
-                  done: list[TrialRecord] = ()) -> list[TrialRecord]:
+                  done: list[TrialRecord] = (), round_no: int = 1) -> list[TrialRecord]:
     """Every cell of one target: a Tuner over learning rates, or one retrieval evaluation per cell. A signal
     (`stop`) ends the Tuner and raises SearchInterrupted, with the trials heard so far in `listener`'s records.
     `done`: the target's trials an earlier driver of this search finished (a resume): not run again, and what
-    the Tuner runs makes each cell's count up to `trials_per_cell`. Returns the trials run here."""
+    the Tuner runs makes each cell's count up to `trials_per_cell`. `round_no`: a budgeted search's round, whose
+    new cells get their own Optuna study and Tune run (`<space>.<target>.r2`, ...). Returns the trials run here."""
     space = plan.space
     cells = plan.cells_for(target)
     if not cells[0].trains:  # every cell of a target shares its format
@@ -138,12 +139,13 @@ def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir:
         records = _score_retrieval([c for c in cells if c.id not in scored], space, encoders, listener)
     else:
         records = _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop or StopRequest(),
-                        list(done))
+                        list(done), round_no)
     listener.target_finished(target, [*done, *records])  # the selected trial of a cell may be an earlier one
     return records
 
 
-def _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop, done) -> list[TrialRecord]:
+def _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop, done,
+          round_no: int = 1) -> list[TrialRecord]:
     import warnings
 
     import optuna
@@ -154,7 +156,8 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
 
     cell_ids = [c.id for c in cells]
     points = enqueued_points(space, cell_ids, target)
-    storage, study_name = optuna_storage(search_dir), f"{space.name}.{target}"
+    run_name = target if round_no == 1 else f"{target}.r{round_no}"
+    storage, study_name = optuna_storage(search_dir), f"{space.name}.{run_name}"
     # Enqueued on the study itself: Ray's points_to_evaluate insists on every parameter, while Optuna lets an
     # enqueued trial fix the cell and leave the learning rate to the sampler. The searcher then opens the same
     # study (load_if_exists) and its ask() pops these waiting trials in order.
@@ -194,7 +197,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
                                     max_concurrent_trials=1 if space.search.deterministic
                                     else resources.max_concurrent_trials,
                                     reuse_actors=inline, trial_name_creator=name, trial_dirname_creator=name),
-        run_config=tune.RunConfig(name=f"{target}", storage_path=storage_path, callbacks=[events], verbose=0,
+        run_config=tune.RunConfig(name=run_name, storage_path=storage_path, callbacks=[events], verbose=0,
                                   stop=StopOnRequest(stop),
                                   # A TorchTrainer's dead worker is retried by Train (`torch_trainer`); Tune retrying its
                                   # driver as well would run an error that repeats (N+1)^2 times.

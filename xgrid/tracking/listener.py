@@ -66,6 +66,7 @@ class TrackingListener(SearchListener):
         self.search_dir: Path | None = None
         self._open: dict[str, str] = {}  # our key -> run id, for everything not yet ended
         self._trial_runs: dict[str, str] = {}  # trial id -> run id, of every trial of the search
+        self._round: int | None = None  # a budgeted search's current round: a tag on every run it starts
 
     @property
     def experiment_id(self) -> str:
@@ -81,7 +82,7 @@ class TrackingListener(SearchListener):
         return {schema.PARENT_TAG: self.parent_id, schema.SEARCH_ID_TAG: self.search_dir.name,
                 schema.POLICY_TAG: self.space.selection_policy,
                 schema.RETRIEVAL_LAYER_TAG: "last" if r.layer is None else str(r.layer),
-                schema.RETRIEVAL_POOLING_TAG: r.pooling}
+                schema.RETRIEVAL_POOLING_TAG: r.pooling} | ({schema.ROUND_TAG: str(self._round)} if self._round else {})
 
     def _start(self, key: str, name: str, tags: dict[str, str], params: dict[str, str]) -> None:
         run_id = self.writer.create_run(name, self._common_tags() | tags)
@@ -126,6 +127,32 @@ class TrackingListener(SearchListener):
             "scheduler": space.search.scheduler, "search_folder": str(self.search_dir)})
         self._save()
         self._log_files(START_ARTIFACTS)
+
+    # --- a budgeted search's rounds -----------------------------------------------------------------------------
+    def round_started(self, round_no: int, plan: Plan) -> None:
+        self._round = round_no
+        if round_no == 1 and self.space.budget is not None:
+            from xgrid.planning.budget import sequential_design  # the design the rounds follow, stated once
+
+            self.writer.set_tags(self.parent_id, {schema.BUDGET_METHOD_TAG: sequential_design(self.space).describe()[:4900]})
+
+    def round_restored(self, round_no: int, plan: Plan, decisions: list[Any]) -> None:
+        self._round = round_no
+
+    def round_finished(self, round_no: int, decisions: list[Any], state: Any) -> None:
+        """Each round's decision interval per target, at step = round, and the latest status as tags."""
+        from xgrid.planning.budget import stratum_label
+
+        metrics, tags = {}, {}
+        for d in decisions:
+            label = stratum_label(self.space, d.base_model, d.target)
+            metrics |= {schema.budget_key(label, f): float(getattr(d, f)) for f in schema.BUDGET_FIELDS
+                        if getattr(d, f) == getattr(d, f)}  # NaN (no interval) is left out
+            tags |= {schema.budget_key(label, "status"): d.status, schema.budget_key(label, "round"): str(round_no)}
+        metrics |= {f"{schema.BUDGET_PREFIX}spent.{k}": float(v) for k, v in state.spent.items()}
+        metrics |= {f"{schema.BUDGET_PREFIX}fixed.{k}": float(v) for k, v in state.fixed.items()}
+        self.writer.log_metrics(self.parent_id, metrics, step=round_no)
+        self.writer.set_tags(self.parent_id, tags)
 
     def _provenance_tags(self) -> dict[str, str]:
         """Short tags naming the code that ran; none when the folder has no record (a listener driven by hand)."""
