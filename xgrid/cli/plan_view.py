@@ -102,6 +102,61 @@ def power_json(plan: Plan) -> list[dict[str, Any]]:
     return [asdict(line) | {"can_answer": line.can_answer, "text": line.text()} for line in power_lines(plan)]
 
 
+def budget_json(plan: Plan, store_root: str | None = None) -> dict[str, Any] | None:
+    """A budgeted space's rounds: the design, the worst case (the plan: every target at max_seeds), round 1 (the
+    declared seeds) and the expected share of the worst case, simulated under the space's power assumptions."""
+    from xgrid.planning.budget import expected_spend, sequential_design
+    from xgrid.planning.power import power_lines
+
+    space = plan.space
+    if space.budget is None:
+        return None
+    design = sequential_design(space)
+    first = set(space.seeds)
+    round1, _ = costed(plan.restricted(lambda c: c.seed in first), store_root)
+    worst, _ = costed(plan, store_root)
+    line = power_lines(plan)[0]
+    expected = expected_spend(space, line.n_syntactic, line.n_semantic)
+
+    def totals(cost: Cost) -> dict[str, Any]:
+        return {"stage1_checkpoints": cost.stage1_jobs, "stage2_trials": cost.stage2_trials,
+                "retrieval_evaluations": cost.retrieval_evals, "cpu_seconds_on_2_cpus": cost.cpu_seconds,
+                "h100_gpu_hours": cost.gpu_hours}
+
+    return {"method": design.describe(), "looks": design.looks(), "levels": design.levels(),
+            "worst_case": totals(worst), "round_1": totals(round1),
+            "expected_share": None if expected is None else {
+                "no_effect": expected.null_share, "effect": expected.effect, "with_effect": expected.effect_share,
+                "power_with_effect": expected.effect_power}}
+
+
+def _cost_text(totals: dict[str, Any], share: float = 1.0) -> str:
+    parts = []
+    if totals["cpu_seconds_on_2_cpus"] is not None:
+        parts.append(f"~{_minutes(share * totals['cpu_seconds_on_2_cpus'])} on 2 CPUs")
+    if totals["h100_gpu_hours"] is not None:
+        parts.append(f"{_approx(share * totals['h100_gpu_hours'])} H100 GPU-hours")
+    return ", ".join(parts) or "no estimate"
+
+
+def print_budget(budget: dict[str, Any]) -> None:
+    say = lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False)
+    say(f"budget: {budget['method']}")
+    for name, key in (("worst case (every target to max_seeds)", "worst_case"), ("round 1 (the declared seeds)",
+                                                                                 "round_1")):
+        t = budget[key]
+        say(f"  {name}: {t['stage1_checkpoints']} stage-1 checkpoints, {t['stage2_trials']} stage-2 trials, "
+            f"{t['retrieval_evaluations']} retrieval evaluations; {_cost_text(t)}")
+    share = budget["expected_share"]
+    if share is None:
+        say("  expected cost: not simulated (a kind has fewer than 2 tasks)")
+        return
+    say(f"  expected cost (simulated through the same decisions, the power block's task and seed sd): with no "
+        f"effect {share['no_effect']:.0%} of the worst case ({_cost_text(budget['worst_case'], share['no_effect'])}); "
+        f"with an effect of {share['effect']:g} points on every target {share['with_effect']:.0%} "
+        f"({_cost_text(budget['worst_case'], share['with_effect'])}), deciding {share['power_with_effect']:.0%} of them")
+
+
 def model_json(model: ModelCost) -> dict[str, Any]:
     return {"model": model.model, "source": model.source, "params": model.params,
             "stage1_to_train": model.stage1_to_train, "stage2_trials": model.stage2_trials,
@@ -129,6 +184,7 @@ def plan_json(plan: Plan, store_root: str | None = None) -> dict[str, Any]:
         "estimates": {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours,
                       "complete": cost.complete, "models": [model_json(m) for m in cost.models]},
         "power": power_json(plan),
+        "budget": budget_json(plan, store_root),
         "notes": plan.notes + cost.notes,
     }
 
@@ -197,6 +253,9 @@ def print_plan(plan: Plan, store_root: str | None = None) -> None:
         console.print(f"[yellow]warning:[/] this space cannot answer its own question at +-{space.power.half_width:g} "
                       f"points on {len(short)} of {len(power)} targets ({', '.join(short)}): add intermediate tasks "
                       "per kind (seeds only shrink the seed part of the noise)", highlight=False, soft_wrap=True)
+    budget = budget_json(plan, store_root)
+    if budget is not None:
+        print_budget(budget)
     for note in plan.notes + cost.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 

@@ -219,8 +219,30 @@ def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
         f"  status: xgrid status {shlex.quote(str(folder))}",
         f"  Optuna studies: optuna-dashboard {shlex.quote(f'sqlite:///{folder}/optuna.db')}",
     ]
+    if getattr(outcome, "rounds", None) is not None:
+        lines[2:2] = budget_lines(outcome.rounds)
     pending = getattr(tracker.writer, "pending", 0)  # writes the tracking store did not take (it stopped answering)
     if pending:
         lines.insert(3, f"  {pending} tracking writes are pending in {tracker.writer.journal}; they are logged when "
                         f"`xgrid search --resume {shlex.quote(str(folder))}` runs")
+    return lines
+
+
+def budget_lines(rounds) -> list[str]:
+    """A budgeted search: each target's decision, the round that made it, and what the rounds spent against the
+    fixed design (every target at max_seeds)."""
+    lines = [f"budget: {len(rounds.rounds)} round(s), stopped: "
+             + {"decided": "every target decided", "max_seeds": "max_seeds reached with targets open",
+                "max_gpu_hours": "max_gpu_hours would be exceeded by the next round"}.get(rounds.stopped_by,
+                                                                                      rounds.stopped_by)]
+    for d in rounds.latest().values():
+        interval = "no interval" if d.low != d.low else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+        lines.append(f"  {d.target}: {d.status} (round {d.round}, {d.seeds} seeds, {interval} at level {d.level:.3g})")
+    spent, fixed = rounds.spent, rounds.fixed
+    parts = [f"{spent.get(k, 0)} of {fixed[k]} {k.replace('_', ' ')}" for k in fixed]
+    share = sum(spent.get(k, 0) for k in ("stage2_trials", "retrieval_evaluations")) / max(
+        1, sum(fixed.get(k, 0) for k in ("stage2_trials", "retrieval_evaluations")))
+    trials = spent.get("stage2_trials", 0) / max(1, fixed.get("stage2_trials", 0))
+    lines.append(f"  spent: {', '.join(parts)} (the fixed design's; stage-2 trials {trials:.0%}, trials and "
+                 f"evaluations {share:.0%}); rounds.json in the search folder")
     return lines
