@@ -145,6 +145,33 @@ def _header(report) -> None:
                   f"{report.adjust} over the targets of each policy", soft_wrap=True)
 
 
+def _budget_table(search_id: str, budget: dict) -> Table:
+    """A budgeted search's answer: per target, the round that decided it, at how many seeds, with which interval
+    (at the level that look spent) and what it decided."""
+    table = Table(title=f"budget rounds of search {search_id}: the sequential decisions (valid under its "
+                        "optional stopping)", title_justify="left")
+    for column in ("target", "decision", "round", "seeds", "diff", "interval", "level", "p"):
+        table.add_column(column)
+    for target, d in sorted(budget["targets"].items()):
+        low, high = d.get("low"), d.get("high")
+        interval = "-" if low is None or high is None else f"[{low:+.2f}, {high:+.2f}]"
+        seeds = d.get("seeds")
+        table.add_row(target, str(d.get("status", "?")), str(d.get("round", "?")),
+                      "-" if seeds is None else f"{seeds:.0f}", _num(d.get("diff")), interval,
+                      _num(d.get("level"), "{:.3g}"), _p(d.get("p_value")))
+    return table
+
+
+def _budget_spent(budget: dict) -> str:
+    spent, fixed = budget["spent"], budget["fixed"]
+    if not fixed:
+        return "budget spent: not recorded"
+    parts = [f"{spent.get(k, 0)} of {v} {k.replace('_', ' ')}" for k, v in fixed.items()]
+    trials = spent.get("stage2_trials", 0) / max(1, fixed.get("stage2_trials", 0))
+    return (f"budget spent: {', '.join(parts)} of the fixed design (every target at max_seeds): stage-2 trials "
+            f"{trials:.0%}")
+
+
 def _degenerate_table(report) -> Table:
     return _plain_table("degenerate cells: left out of every contrast", report.degenerate,
                         ["target", "intermediate", "kind", "seed", "base_model", "policy", "detail"])
@@ -179,6 +206,14 @@ def print_report(report) -> None:
         console.print(_degenerate_table(report))
     if not report.flagged.empty:
         console.print(_flagged_table(report.flagged))
+    for search_id, budget in report.budget.items():
+        console.print(_budget_table(search_id, budget))
+        console.print(f"budget method: {budget['method']}", soft_wrap=True, highlight=False, markup=False)
+        console.print(_budget_spent(budget), soft_wrap=True, highlight=False, markup=False)
+        decided = "; ".join(f"{t}: {d.get('status', '?')} (round {d.get('round', '?')})"
+                            for t, d in sorted(budget["targets"].items()))
+        console.print(f"[bold]answer[/] budgeted search {search_id} (sequential, alpha spent over its rounds): "
+                      f"{decided}", soft_wrap=True, highlight=False)
     for line in report.headline:
         console.print(f"[bold]answer[/] {line}", soft_wrap=True)
     for note in report.notes:

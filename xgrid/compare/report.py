@@ -92,6 +92,8 @@ class Report:
     tasks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TASK_COLUMNS))
     searches: list[str] = field(default_factory=list)  # the search ids read
     search_ids: list[str] = field(default_factory=list)  # every search id of the experiment, oldest first
+    # search id -> a budgeted search's rounds (`xgrid.compare.runs.budget_of`): its sequential decisions
+    budget: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def languages_label(self) -> str:
@@ -492,6 +494,10 @@ def _degenerate_notes(degenerate: pd.DataFrame) -> list[str]:
 def _notes(report_counts: dict[str, int], runs: pd.DataFrame, gains: pd.DataFrame, by_target: pd.DataFrame,
            unmatched: int, flagged: pd.DataFrame, context: dict[str, Any]) -> list[str]:
     notes = list(_search_notes(context["searches"], context["search_ids"]))
+    if context.get("budget"):
+        notes.append("a budgeted search (rounds, alpha spent over the looks): its valid answer is the sequential "
+                     "decision of each target (the budget table); the 95% intervals and Holm p-values above treat its "
+                     "seeds as a fixed design and ignore that targets were stopped after looking")
     if context["language_mode"] == ZERO_SHOT:
         notes.append(f"gains are over the zero-shot languages only: {SOURCE_LANGUAGE} is every target's training "
                      "language, so its results are not transfer (--languages all to include them)")
@@ -700,7 +706,8 @@ def build_report(runs_df: pd.DataFrame, languages: str = ZERO_SHOT, adjust: str 
     parents = runs_df.attrs.get("parent_run_ids") or []
     context = {"searches": list(runs_df.attrs.get("searches") or []),
                "search_ids": list(runs_df.attrs.get("search_ids") or []), "language_mode": _language_mode(languages),
-               "languages": chosen_languages, "degenerate": degenerate, "tasks": tasks, "adjust": adjust}
+               "languages": chosen_languages, "degenerate": degenerate, "tasks": tasks, "adjust": adjust,
+               "budget": runs_df.attrs.get("budget")}
     family_keys = [*split, *(["policy"] if runs["policy"].nunique() > 1 else [])]
     transfer_runs = runs[~runs["own_data"]]
     return Report(experiment=runs_df.attrs.get("experiment", ""), runs=runs, gains=gains, flagged=flagged,
@@ -711,7 +718,8 @@ def build_report(runs_df: pd.DataFrame, languages: str = ZERO_SHOT, adjust: str 
                   headline=_headline(by_target, transfer_runs, degenerate, family_keys, adjust),
                   parent_run_id=parents[0] if parents else None, languages=chosen_languages,
                   language_mode=context["language_mode"], adjust=adjust, degenerate=degenerate, tasks=tasks,
-                  searches=context["searches"], search_ids=context["search_ids"])
+                  searches=context["searches"], search_ids=context["search_ids"],
+                  budget=dict(runs_df.attrs.get("budget") or {}))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -751,7 +759,7 @@ def write_report(report: Report, out_dir: str | Path) -> list[Path]:
                "languages": {"mode": report.language_mode, "label": report.languages_label,
                              "by_target": report.languages},
                "searches": report.searches, "search_ids": report.search_ids,
-               "parent_run_id": report.parent_run_id}
+               "parent_run_id": report.parent_run_id, "budget": report.budget}
     path = out / "summary.json"
     path.write_text(json.dumps(summary, indent=1, default=_json_default))
     written.append(path)

@@ -306,7 +306,8 @@ def load_runs(experiment: str, tracking_uri: str | None = None, search: str | No
     every = [run for stage in schema.CHILD_STAGES for run in reader.stage_runs(exp.experiment_id, stage)]
     if not every:
         raise CompareError(f"experiment {exp.name!r} has no stage-2 or retrieval runs (nothing to compare yet)")
-    present = _search_order(reader.stage_runs(exp.experiment_id, schema.SEARCH_STAGE), every)
+    search_runs = reader.stage_runs(exp.experiment_id, schema.SEARCH_STAGE)
+    present = _search_order(search_runs, every)
     chosen = choose_searches(search, present, exp.name)
     runs = [run for run in every if not chosen or run.tags.get(schema.SEARCH_ID_TAG) in chosen]
     if not runs:
@@ -361,5 +362,29 @@ def load_runs(experiment: str, tracking_uri: str | None = None, search: str | No
     df.attrs.update(experiment=exp.name, experiment_id=exp.experiment_id, tracking_uri=tracking_uri,
                     searches=chosen, search_ids=present,
                     parent_run_ids=[p for p, _ in parents.most_common() if p], counts=counts,
-                    metrics=metrics_by_target, stage1=stage1)
+                    metrics=metrics_by_target, stage1=stage1,
+                    budget={r.tags.get(schema.SEARCH_ID_TAG, ""): b for r in search_runs
+                            if (not chosen or r.tags.get(schema.SEARCH_ID_TAG) in chosen)
+                            and (b := budget_of(r)) is not None})
     return df
+
+
+def budget_of(parent: RunRecord) -> dict[str, Any] | None:
+    """What a budgeted search's parent run says of its rounds (`xgrid.tracking_schema.budget_key`): the design,
+    each target's latest decision, and what the rounds spent against the fixed design. None for other searches."""
+    method = parent.tags.get(schema.BUDGET_METHOD_TAG)
+    if method is None:
+        return None
+    targets: dict[str, dict[str, Any]] = defaultdict(dict)
+    spent, fixed = {}, {}
+    for key, value in [*parent.tags.items(), *parent.metrics.items()]:
+        if not key.startswith(schema.BUDGET_PREFIX) or key == schema.BUDGET_METHOD_TAG:
+            continue
+        name, _, field = key[len(schema.BUDGET_PREFIX):].rpartition(".")
+        if name == "spent":
+            spent[field] = int(value)
+        elif name == "fixed":
+            fixed[field] = int(value)
+        elif name:
+            targets[name][field] = value
+    return {"method": method, "targets": dict(targets), "spent": spent, "fixed": fixed}
