@@ -21,6 +21,7 @@ from xgrid.spaces import DEFAULT_SPACE, SPACES_DIR, resolve_space, shipped_space
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = {
+    "microbench-budget": "microbench_budget.yaml",
     "microbench-default": "microbench_default.yaml",
     "x-stilts-reproduction": "x_stilts_reproduction.yaml",
     "xtreme-r-syntactic-vs-semantic": "xtreme_r_syntactic_vs_semantic.yaml",

@@ -152,3 +152,25 @@ def test_a_store_that_does_not_answer_is_left_unchecked(monkeypatch, registry):
     finally:
         release.set()
     assert check.present is None and check.error.startswith("no answer from the store within")
+
+
+def test_a_budgeted_space_dry_run_prints_its_looks_worst_case_and_expected_cost(monkeypatch):
+    from xgrid.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 400)
+    runner = CliRunner()
+    out = runner.invoke(app, ["search", "microbench-budget", "--dry-run", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    budget = json.loads(out.output)["budget"]
+    assert budget["looks"] == [2, 4] and abs(sum(budget["levels"]) * 3 - 0.05) < 1e-9
+    assert budget["worst_case"]["stage2_trials"] == 72 and budget["round_1"]["stage2_trials"] == 36
+    assert budget["worst_case"]["stage1_checkpoints"] == 32 and budget["round_1"]["stage1_checkpoints"] == 16
+    share = budget["expected_share"]
+    assert 0.5 <= share["with_effect"] <= share["no_effect"] <= 1.0  # round 1 is half the worst case
+    text = runner.invoke(app, ["search", "microbench-budget", "--dry-run"])
+    assert text.exit_code == 0, text.output
+    assert "budget: group-sequential, pocock alpha spending over 2 looks at 2/4 seeds" in text.output
+    assert "worst case (every target to max_seeds): 32 stage-1 checkpoints, 72 stage-2 trials" in text.output
+    assert "expected cost (simulated" in text.output
+    plain = runner.invoke(app, ["search", "microbench-default", "--dry-run", "--format", "json"])
+    assert json.loads(plain.output)["budget"] is None

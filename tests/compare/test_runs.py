@@ -325,3 +325,18 @@ def test_only_a_cell_with_a_choice_to_make_counts_as_unranked(tmp_path):
                  _finals("accuracy", scores, scores) | {"best.english_dev": best}, {"learning_rate": lr})
     counts = load_runs("unranked", uri).attrs["counts"]
     assert counts["cells"] == 2 and counts["unranked_policy_cells"] == 1
+
+
+def test_a_budgeted_search_parent_run_gives_its_decisions():
+    from xgrid.compare.runs import budget_of
+    from xgrid.tracking import RunRecord
+
+    parent = RunRecord("p", "FINISHED", tags={schema.BUDGET_METHOD_TAG: "group-sequential ...",
+                                              "budget.udpos.de.status": "syntactic higher",
+                                              "budget.udpos.de.round": "1"},
+                       metrics={"budget.udpos.de.low": 1.5, "budget.udpos.de.high": 9.0,
+                                "budget.spent.stage2_trials": 36.0, "budget.fixed.stage2_trials": 72.0})
+    budget = budget_of(parent)
+    assert budget["targets"] == {"udpos.de": {"status": "syntactic higher", "round": "1", "low": 1.5, "high": 9.0}}
+    assert budget["spent"] == {"stage2_trials": 36} and budget["fixed"] == {"stage2_trials": 72}
+    assert budget_of(RunRecord("q", "FINISHED", tags={})) is None  # a search without a budget
