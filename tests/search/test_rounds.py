@@ -123,3 +123,27 @@ def test_budget_is_checked_against_the_space():
     with pytest.raises(Exception, match="spending"):
         parse_space(SPACE | {"budget": {"max_seeds": 3, "spending": "haybittle"}}, registry)
     assert parse_space(SPACE | {"seeds": [3, 7], "budget": {"max_seeds": 4}}, registry).planned_seeds() == [3, 7, 8, 9]
+
+
+def test_a_round_that_would_pass_max_gpu_hours_is_not_run(tmp_path):
+    registry = default_registry()
+    space = parse_space(SPACE | {"budget": {"half_width": 0.5, "max_seeds": 5, "max_gpu_hours": 100.0},
+                                 "resources": {"gpus_per_worker": 1}}, registry)
+    plan = build_plan(space, registry)
+    records, ran, costs = [], [], []
+
+    def gpu_hours(part):  # one GPU-hour a cell: round 1 has 42 cells, each later round 7 more (tatoeba)
+        costs.append(len(part.cells))
+        return float(len(part.cells))
+
+    state = run_rounds(plan, tmp_path, SearchListener(), fake_round(records, ran), lambda: records, gpu_hours)
+    # before each later round, what ran so far plus that round: 49, 56, 63 cells, all under 100
+    assert ran == [1, 2, 3, 4] and costs == [49, 56, 63]
+    tight = parse_space(SPACE | {"budget": {"half_width": 0.5, "max_seeds": 5, "max_gpu_hours": 50.0},
+                                 "resources": {"gpus_per_worker": 1}}, registry)
+    records, ran = [], []
+    (tmp_path / "tight").mkdir()  # a search folder exists before its rounds
+    state = run_rounds(build_plan(tight, registry), tmp_path / "tight", SearchListener(), fake_round(records, ran),
+                       lambda: records, gpu_hours)
+    assert ran == [1, 2] and state.stopped_by == "max_gpu_hours"
+    assert (tmp_path / "tight" / "rounds.json").is_file()
