@@ -147,3 +147,24 @@ def test_a_round_that_would_pass_max_gpu_hours_is_not_run(tmp_path):
                        lambda: records, gpu_hours)
     assert ran == [1, 2] and state.stopped_by == "max_gpu_hours"
     assert (tmp_path / "tight" / "rounds.json").is_file()
+
+
+def test_xgrid_status_counts_a_stopped_target_as_done_not_incomplete(plan, tmp_path):
+    from xgrid.search.results import ResultsFile
+    from xgrid.search.resume import FINISHED, update_state
+    from xgrid.search.runner import write_search_files
+    from xgrid.search.status import search_status
+
+    write_search_files(tmp_path, plan)
+    records, ran = [], []
+    run_rounds(plan, tmp_path, SearchListener(), fake_round(records, ran), lambda: records)
+    results = ResultsFile(tmp_path, plan.space)
+    results.add(records)
+    results.write()
+    update_state(tmp_path, status=FINISHED)
+    status = search_status(tmp_path, None)
+    by_target = {t.target: t for t in status.targets}
+    assert by_target["mb_udpos"].planned == 14 and by_target["mb_udpos"].state == "done"  # 7 x seeds 0, 1
+    assert by_target["mb_tatoeba"].planned == 35 and by_target["mb_tatoeba"].state == "done"
+    assert any("mb_udpos: syntactic higher in round 1 at 2 seed(s); its later seeds are not run" in n
+               for n in status.notes)

@@ -278,6 +278,39 @@ def _planned_targets(plan: dict[str, Any], space: SearchSpace) -> list[TargetSta
     return targets
 
 
+def _budgeted(plan: dict[str, Any], space: SearchSpace, search_dir: Path, notes: list[str]) -> dict[str, Any]:
+    """A budgeted search plans the worst case (every target at max_seeds); a target its rounds stopped will never
+    run its later seeds, so they are not counted as left (nor their stage-1 checkpoints). Says so in a note."""
+    from xgrid.search.rounds import RoundsState
+    from xgrid.statistics.sequential import OPEN
+
+    if space.budget is None:
+        return plan
+    try:
+        state = RoundsState.read(search_dir)
+    except (OSError, ValueError, TypeError) as err:
+        notes.append(f"rounds.json could not be read ({err}); counting every target to max_seeds")
+        return plan
+    if state is None:
+        return plan
+    seeds = space.planned_seeds()
+    ran_to: dict[str, int] = {}
+    for entry in state.rounds:
+        for target in entry["targets"]:
+            ran_to[target] = entry["seeds"]
+    stopped = {t: d for (_, t), d in state.latest().items() if d.status != OPEN}
+    kept = {t: {str(s) for s in seeds[:ran_to[t]]} for t in stopped if t in ran_to}
+    for target, decision in sorted(stopped.items()):
+        later = "; its later seeds are not run" if ran_to.get(target, len(seeds)) < len(seeds) else ""
+        notes.append(f"budget: {target}: {decision.status} in round {decision.round} at {decision.seeds} "
+                     f"seed(s){later}")
+    cells = [c for c in plan["cells"] if c.get(schema.TARGET_TAG) not in kept
+             or c.get(schema.SEED_TAG) in kept[c.get(schema.TARGET_TAG)]]
+    needed = {c.get(schema.STAGE1_KEY_TAG) for c in cells}
+    jobs = [j for j in plan.get("jobs", []) if j.get("key", j.get(schema.STAGE1_KEY_TAG)) in needed]
+    return plan | {"cells": cells, "jobs": jobs}
+
+
 def _stage1_total(plan: dict[str, Any]) -> int:
     return sum(bool(job.get("tasks")) for job in plan.get("jobs", []))
 
@@ -512,9 +545,10 @@ def search_status(search_dir: Path, tracking_uri: str | None, experiment: str | 
     experiment = experiment or space.name
     policy = space.selection_policy
     concurrency = space.resources.max_concurrent_trials
+    notes: list[str] = []
+    plan = _budgeted(plan, space, search_dir, notes)
     targets = _planned_targets(plan, space)
     cell_tags = {c.get(schema.CELL_TAG, ""): c for c in plan["cells"]}
-    notes: list[str] = []
 
     results = None
     try:
