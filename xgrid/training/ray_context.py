@@ -50,18 +50,12 @@ class RayTrainContext:
 
     def full_state_dict(self, model):
         if self.strategy == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-            # Collective: every rank calls it; rank 0 receives the full tensors on CPU, the others nothing.
-            return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            return fsdp_full_state_dict(model)
         return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
 
     def load_full_state_dict(self, model, state):
         if self.strategy == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-            set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True,
-                                                                         broadcast_from_rank0=True))
+            fsdp_load_full_state_dict(model, state)
         else:
             unwrap(model).load_state_dict(state)
 
@@ -70,7 +64,7 @@ class RayTrainContext:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
             # Collective, like full_state_dict: keyed by parameter name, full tensors on rank 0's CPU.
-            return get_optimizer_state_dict(model, optimizer,
+            return get_optimizer_state_dict(resharded(model), optimizer,
                                             options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return optimizer.state_dict()
 
@@ -78,7 +72,7 @@ class RayTrainContext:
         if self.strategy == "fsdp":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-            set_optimizer_state_dict(model, optimizer, state,
+            set_optimizer_state_dict(resharded(model), optimizer, state,
                                      options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
         else:
             optimizer.load_state_dict(state)
@@ -106,6 +100,35 @@ def local_folder(checkpoint) -> str | None:
     if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
         return checkpoint.path
     return checkpoint.to_directory()
+
+
+def resharded(model: torch.nn.Module) -> torch.nn.Module:
+    """Every FSDP2 module of `model` back to its sharded parameters. The root module keeps its parameters gathered
+    after a forward (FSDP2's default for the root: backward would gather them again at once), so after an
+    evaluation pass the root's own parameters (embeddings, heads) are plain tensors while the blocks' are DTensors,
+    and loading a state dict then fails with "mixed torch.Tensor and DTensor"."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+    return model
+
+
+def fsdp_full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Collective: every rank calls it; rank 0 receives the full tensors on CPU, the others nothing."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(resharded(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def fsdp_load_full_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Collective: rank 0's full state (the others may pass an empty one) broadcast into every rank's shards,
+    whatever the last pass left gathered (an earlier epoch's weights reloaded after later epochs evaluated)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(resharded(model), state, options=StateDictOptions(full_state_dict=True,
+                                                                            broadcast_from_rank0=True))
 
 
 def _fully_shard(model: torch.nn.Module) -> torch.nn.Module:
