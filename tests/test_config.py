@@ -222,3 +222,21 @@ def test_the_file_is_checked_before_yaml_reads_it(tmp_path):
         load_space(tmp_path)
     with pytest.raises(SpaceError, match="the file is empty"):
         load_text(tmp_path, "# nothing but a comment\n")
+
+
+def test_batch_size_is_the_global_batch_split_over_the_workers(registry):
+    from xgrid.config import SpaceError
+    from xgrid.training.ray_context import per_rank_batch
+
+    two = {"resources": {"workers_per_trial": 2, "trial_backend": "ray_train"}}
+    space = parse_space(BASE | {"target_training": {"learning_rate": 1e-3, "batch_size": 32}} | two, registry)
+    assert per_rank_batch(space.target_training.batch_size, 2) == 16  # each worker's share: 2 x 16 = 32, as inline
+    assert per_rank_batch(32, 1) == 32
+    with pytest.raises(SpaceError) as info:
+        parse_space(BASE | {"target_training": {"learning_rate": 1e-3, "batch_size": 33},
+                            "intermediate_training": {"learning_rate": 1e-3, "batch_size": 8},
+                            "target_overrides": {"mb_udpos": {"batch_size": 7}}} | two, registry)
+    message = str(info.value)
+    assert "target_training.batch_size: 33 is the global batch and must split evenly over the 2 workers" in message
+    assert "target_overrides.mb_udpos.batch_size: 7" in message
+    assert "intermediate_training" not in message  # 8 splits evenly

@@ -163,6 +163,8 @@ LearningRate = Annotated[
 class TrainingSettings(Strict):
     learning_rate: LearningRate
     epochs: Annotated[int, Field(ge=1, le=1000)] = 3
+    # The global batch of one optimizer micro-step: split evenly over `resources.workers_per_trial` (each worker
+    # takes batch_size / workers), so results do not change with the number of workers; x grad_accum per update.
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
     grad_accum: Annotated[int, Field(ge=1, le=1024)] = 1
     max_length: Annotated[int, Field(ge=8, le=8192)] = 128
@@ -423,6 +425,21 @@ class SearchSpace(Strict):
         dupes = _duplicates([intermediate_label(e) for e in self.intermediates])
         if dupes:
             raise ValueError(f"intermediates: duplicate entries: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _batches_split_over_workers(self) -> "SearchSpace":
+        workers = self.resources.workers_per_trial
+        if workers <= 1:
+            return self
+        blocks = [("intermediate_training", self.intermediate_training), ("target_training", self.target_training)]
+        blocks += [(f"target_overrides.{t}", self.training_for(t)) for t, o in self.target_overrides.items()
+                   if o.batch_size is not None]
+        problems = [f"{where}.batch_size: {block.batch_size} is the global batch and must split evenly over the "
+                    f"{workers} workers of a trial (resources.workers_per_trial); use a multiple of {workers}"
+                    for where, block in blocks if block.batch_size % workers]
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -87,15 +87,16 @@ def test_fsdp2_stage1_on_cpu_saves_a_loadable_encoder(tmp_path, registry, tiny_m
 
 @pytest.mark.slow  # ~90 s: TorchTrainers of two gloo workers
 def test_fsdp2_stage2_completes_when_an_earlier_epoch_is_selected(tmp_path, registry):
-    """The path that crashed (issue 13: "mixed torch.Tensor and DTensor" in 4 of 7 FSDP trials): at a learning rate
-    that diverges after its first epochs, the selected epoch is an earlier one and is reloaded for the test split."""
+    """The path that crashed (issue 13: "mixed torch.Tensor and DTensor" in 4 of 7 FSDP trials): at 0.005 (global
+    batch 32, 16 per worker) English dev peaks before the last epoch, so that earlier epoch is reloaded for the test
+    split."""
     space = parse_space({
         "name": "it-fsdp-stage2",
         "base_models": [{"name": "tiny"}],
         "intermediates": ["none"],
         "targets": ["mb_udpos"],
         "seeds": [0],
-        "target_training": {"learning_rate": {"values": [0.03, 0.3]}, "epochs": 4, "max_length": 48,
+        "target_training": {"learning_rate": {"values": [0.005, 0.01]}, "epochs": 4, "max_length": 48,
                             "max_train_examples": 120, "max_eval_examples": 40},
         "search": {"trials_per_cell": 2, "scheduler": "none"},
         "resources": {"workers_per_trial": 2, "cpus_per_worker": 1, "max_concurrent_trials": 1, "strategy": "fsdp",

@@ -211,12 +211,24 @@ def model_line(model: ModelCost) -> str:
     return head + "no estimate (size unknown offline)"
 
 
+def batch_line(space) -> str:
+    """`batch_size` is the global batch of a micro-step: what each worker takes and what one update sees."""
+    workers = space.resources.workers_per_trial
+    parts = []
+    for name, t in (("stage 1", space.intermediate_training), ("stage 2", space.target_training)):
+        share = f" ({t.batch_size // workers} per worker x {workers} workers)" if workers > 1 else ""
+        parts.append(f"{name} {t.batch_size}{share} x grad_accum {t.grad_accum} = {t.batch_size * t.grad_accum} "
+                     "examples per update")
+    return "  global batch: " + "; ".join(parts)
+
+
 def print_plan(plan: Plan, store_root: str | None = None) -> None:
     space = plan.space
     cost, store = costed(plan, store_root)
     console.print(f"[bold]search space[/] {space.name}  ({space.fingerprint()})")
     console.print(f"  base models: {', '.join(m.name for m in space.base_models)}   seeds: {space.seeds}   "
                   f"selection: {space.selection_policy}")
+    console.print(batch_line(space), highlight=False, soft_wrap=True)
     table = Table(title="plan")
     for column in ("target", "format", "cells", "trials", "protocol", "intermediates"):
         table.add_column(column)

@@ -35,7 +35,9 @@ class RayTrainContext:
     def loader(self, dataset, batch_size, shuffle, collate, seed):
         import ray.train.torch
 
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+        # `batch_size` is the global batch: each rank takes its share (the space checks that it splits evenly).
+        loader = DataLoader(dataset, batch_size=per_rank_batch(batch_size, self.world_size), shuffle=shuffle,
+                            collate_fn=collate,
                             generator=torch.Generator().manual_seed(seed))
         # Adds a DistributedSampler (each rank its own shard); batches are moved to the device by the loop.
         return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=True, move_to_device=False)
@@ -100,6 +102,11 @@ def local_folder(checkpoint) -> str | None:
     if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
         return checkpoint.path
     return checkpoint.to_directory()
+
+
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """One rank's share of a global batch (at least 1)."""
+    return max(1, batch_size // max(1, world_size))
 
 
 def resharded(model: torch.nn.Module) -> torch.nn.Module:
