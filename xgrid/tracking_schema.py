@@ -117,6 +117,8 @@ SPACE_TAG, SPACE_FINGERPRINT_TAG = "space", "space_fingerprint"
 # target, each round's decision interval as metrics `budget.<target>.<field>` at step = round, and tags
 # `budget.<target>.status` / `budget.<target>.round` with the latest decision; `budget.method` states the design.
 ROUND_TAG = "round"
+# Every target's English training data: English results are not zero-shot (compare and a budget's rounds leave it out).
+SOURCE_LANGUAGE = "en"
 BUDGET_PREFIX = "budget."
 BUDGET_METHOD_TAG = "budget.method"
 BUDGET_FIELDS = ("diff", "low", "high", "p_value", "level", "seeds")

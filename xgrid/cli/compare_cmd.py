@@ -163,13 +163,11 @@ def _budget_table(search_id: str, budget: dict) -> Table:
 
 
 def _budget_spent(budget: dict) -> str:
-    spent, fixed = budget["spent"], budget["fixed"]
-    if not fixed:
+    from xgrid.planning.budget import spend_text
+
+    if not budget["fixed"]:
         return "budget spent: not recorded"
-    parts = [f"{spent.get(k, 0)} of {v} {k.replace('_', ' ')}" for k, v in fixed.items()]
-    trials = spent.get("stage2_trials", 0) / max(1, fixed.get("stage2_trials", 0))
-    return (f"budget spent: {', '.join(parts)} of the fixed design (every target at max_seeds): stage-2 trials "
-            f"{trials:.0%}")
+    return f"budget spent: {spend_text(budget['spent'], budget['fixed'])}"
 
 
 def _degenerate_table(report) -> Table:

@@ -102,9 +102,10 @@ def power_json(plan: Plan) -> list[dict[str, Any]]:
     return [asdict(line) | {"can_answer": line.can_answer, "text": line.text()} for line in power_lines(plan)]
 
 
-def budget_json(plan: Plan, store_root: str | None = None) -> dict[str, Any] | None:
-    """A budgeted space's rounds: the design, the worst case (the plan: every target at max_seeds), round 1 (the
-    declared seeds) and the expected share of the worst case, simulated under the space's power assumptions."""
+def budget_json(plan: Plan, worst: Cost, store_root: str | None = None) -> dict[str, Any] | None:
+    """A budgeted space's rounds: the design, the worst case (`worst`: the plan's own cost, every target at
+    max_seeds), round 1 (the declared seeds) and the expected share of the worst case, simulated under the space's
+    power assumptions."""
     from xgrid.planning.budget import expected_spend, sequential_design
     from xgrid.planning.power import power_lines
 
@@ -114,7 +115,6 @@ def budget_json(plan: Plan, store_root: str | None = None) -> dict[str, Any] | N
     design = sequential_design(space)
     first = set(space.seeds)
     round1, _ = costed(plan.restricted(lambda c: c.seed in first), store_root)
-    worst, _ = costed(plan, store_root)
     line = power_lines(plan)[0]
     expected = expected_spend(space, line.n_syntactic, line.n_semantic)
 
@@ -184,7 +184,7 @@ def plan_json(plan: Plan, store_root: str | None = None) -> dict[str, Any]:
         "estimates": {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours,
                       "complete": cost.complete, "models": [model_json(m) for m in cost.models]},
         "power": power_json(plan),
-        "budget": budget_json(plan, store_root),
+        "budget": budget_json(plan, cost, store_root),
         "notes": plan.notes + cost.notes,
     }
 
@@ -265,7 +265,7 @@ def print_plan(plan: Plan, store_root: str | None = None) -> None:
         console.print(f"[yellow]warning:[/] this space cannot answer its own question at +-{space.power.half_width:g} "
                       f"points on {len(short)} of {len(power)} targets ({', '.join(short)}): add intermediate tasks "
                       "per kind (seeds only shrink the seed part of the noise)", highlight=False, soft_wrap=True)
-    budget = budget_json(plan, store_root)
+    budget = budget_json(plan, cost, store_root)
     if budget is not None:
         print_budget(budget)
     for note in plan.notes + cost.notes:

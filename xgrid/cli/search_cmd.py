@@ -235,14 +235,10 @@ def budget_lines(rounds) -> list[str]:
              + {"decided": "every target decided", "max_seeds": "max_seeds reached with targets open",
                 "max_gpu_hours": "max_gpu_hours would be exceeded by the next round"}.get(rounds.stopped_by,
                                                                                       rounds.stopped_by)]
+    from xgrid.planning.budget import spend_text
+
     for d in rounds.latest().values():
-        interval = "no interval" if d.low != d.low else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
-        lines.append(f"  {d.target}: {d.status} (round {d.round}, {d.seeds} seeds, {interval} at level {d.level:.3g})")
-    spent, fixed = rounds.spent, rounds.fixed
-    parts = [f"{spent.get(k, 0)} of {fixed[k]} {k.replace('_', ' ')}" for k in fixed]
-    share = sum(spent.get(k, 0) for k in ("stage2_trials", "retrieval_evaluations")) / max(
-        1, sum(fixed.get(k, 0) for k in ("stage2_trials", "retrieval_evaluations")))
-    trials = spent.get("stage2_trials", 0) / max(1, fixed.get("stage2_trials", 0))
-    lines.append(f"  spent: {', '.join(parts)} (the fixed design's; stage-2 trials {trials:.0%}, trials and "
-                 f"evaluations {share:.0%}); rounds.json in the search folder")
+        lines.append(f"  {d.target}: {d.status} (round {d.round}, {d.seeds} seeds, {d.interval_text()} at level "
+                     f"{d.level:.3g})")
+    lines.append(f"  spent: {spend_text(rounds.spent, rounds.fixed)}; rounds.json in the search folder")
     return lines

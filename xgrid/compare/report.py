@@ -52,7 +52,7 @@ ARTIFACT_DIR = "compare"
 CELL_KEYS = ["base_model", "target", "target_group", "policy", "intermediate", "kind", "seed"]
 # What identifies one (cell, policy): the unit a degenerate flag applies to.
 DEGENERATE_KEYS = ["base_model", "target", "policy", "intermediate", "kind", "seed"]
-SOURCE_LANGUAGE = "en"  # every target's English training data: English results are not zero-shot
+SOURCE_LANGUAGE = schema.SOURCE_LANGUAGE
 ZERO_SHOT, ALL_LANGUAGES = "zero-shot", "all"
 ADJUST_METHODS = stats.ADJUST_METHODS
 ALPHA = 0.05

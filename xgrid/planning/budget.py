@@ -30,6 +30,17 @@ def stratum_label(space: SearchSpace, base_model: str, target: str) -> str:
     return target if len(space.base_models) == 1 else f"{base_model}:{target}"
 
 
+def spend_text(spent: dict[str, int], fixed: dict[str, int]) -> str:
+    """What a budgeted search's rounds spent against the fixed design (every target at max_seeds), as the search's
+    summary and `xgrid compare` print it."""
+    parts = [f"{spent.get(k, 0)} of {v} {k.replace('_', ' ')}" for k, v in fixed.items()]
+    units = ("stage2_trials", "retrieval_evaluations")
+    both = sum(spent.get(k, 0) for k in units) / max(1, sum(fixed.get(k, 0) for k in units))
+    trials = spent.get("stage2_trials", 0) / max(1, fixed.get("stage2_trials", 0))
+    return (f"{', '.join(parts)} of the fixed design (every target at max_seeds): stage-2 trials {trials:.0%}, "
+            f"trials and evaluations {both:.0%}")
+
+
 @dataclass(frozen=True)
 class ExpectedSpend:
     null_share: float  # of the worst case's seeds, when no target has an effect

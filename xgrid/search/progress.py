@@ -136,9 +136,8 @@ class Progress(SearchListener):
         if self._lines is not None:
             self._lines.show(self._line(), now=True)
         for d in decisions:
-            interval = "no interval" if d.low != d.low else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
-            self._say(f"round {round_no}: {d.target} at {d.seeds} seed(s): {interval} at level {d.level:.3g}: "
-                      f"{d.status}")
+            self._say(f"round {round_no}: {d.target} at {d.seeds} seed(s): {d.interval_text()} at level "
+                      f"{d.level:.3g}: {d.status}")
 
     def round_restored(self, round_no, plan, decisions):
         self._say(f"round {round_no}: finished by an earlier driver of this search (not run again)")

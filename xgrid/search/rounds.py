@@ -24,10 +24,9 @@ from xgrid.planning.budget import sequential_design, strata
 from xgrid.planning.plan import Plan
 from xgrid.statistics import contrast
 from xgrid.statistics.sequential import OPEN, Decision, decide_look
-from xgrid.tracking_schema import final_metric_name
+from xgrid.tracking_schema import SOURCE_LANGUAGE, final_metric_name
 
 ROUNDS_FILE = "rounds.json"
-SOURCE_LANGUAGE = "en"  # every target's training language: the decisions use the zero-shot languages only
 
 
 def gains_of(records: list[TrialRecord], space: SearchSpace) -> pd.DataFrame:
@@ -45,11 +44,8 @@ def gains_of(records: list[TrialRecord], space: SearchSpace) -> pd.DataFrame:
                          "language": language, "score": float(record.metrics[name])})
     if not rows:
         return pd.DataFrame(columns=[*contrast.REQUIRED_COLUMNS, "gain"])
-    runs = pd.DataFrame(rows)
-    try:
-        return contrast.compute_gains(runs)
-    except ValueError:  # no `none` baseline result yet for some stratum: nothing to decide there
-        return pd.DataFrame(columns=[*contrast.REQUIRED_COLUMNS, "gain"])
+    # A stratum whose `none` baseline has no result yet has no gains: compute_gains drops rows without one.
+    return contrast.compute_gains(pd.DataFrame(rows))
 
 
 @dataclass
@@ -102,8 +98,10 @@ def run_rounds(plan: Plan, search_dir: Path, listener: SearchListener,
     finished = {entry["round"] for entry in state.rounds}
     open_targets = list(space.targets)
     ran: set[tuple[str, int]] = set()  # (target, seed) of every round so far
+    spent = lambda: units(plan.restricted(lambda c: (c.target, c.seed) in ran))  # noqa: E731
+    previous = 0
     for round_no, n_seeds in enumerate(design.looks(), start=1):
-        new_seeds = set(seeds[design.looks()[round_no - 2] if round_no > 1 else 0:n_seeds])
+        new_seeds, previous = set(seeds[previous:n_seeds]), n_seeds
         sub = plan.restricted(lambda c: c.target in open_targets and c.seed in new_seeds)
         if round_no in finished:  # a resumed search: this round and its decisions are done
             entry = next(e for e in state.rounds if e["round"] == round_no)
@@ -132,13 +130,13 @@ def run_rounds(plan: Plan, search_dir: Path, listener: SearchListener,
                  "decisions": [d.as_dict() for d in decisions.values()]}
         state.rounds.append(entry)
         open_targets = _still_open(entry["decisions"], open_targets)
-        state.spent = units(plan.restricted(lambda c: (c.target, c.seed) in ran))
+        state.spent = spent()
         state.write(search_dir)
         listener.round_finished(round_no, list(decisions.values()), state)
     if not state.stopped_by:
         undecided = [d for d in state.latest().values() if not d.decided]
         state.stopped_by = "max_seeds" if undecided else "decided"
-    state.spent = units(plan.restricted(lambda c: (c.target, c.seed) in ran))
+    state.spent = spent()
     state.write(search_dir)
     return state
 

@@ -125,6 +125,10 @@ class Decision:
     def decided(self) -> bool:
         return self.status in DECIDED
 
+    def interval_text(self) -> str:
+        """`+7.62 [+1.28, +13.96]`, or `no interval` (a kind with one task, or nothing to compare yet)."""
+        return "no interval" if math.isnan(self.low) else f"{self.diff:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 

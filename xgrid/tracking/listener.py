@@ -134,7 +134,8 @@ class TrackingListener(SearchListener):
         if round_no == 1 and self.space.budget is not None:
             from xgrid.planning.budget import sequential_design  # the design the rounds follow, stated once
 
-            self.writer.set_tags(self.parent_id, {schema.BUDGET_METHOD_TAG: sequential_design(self.space).describe()[:4900]})
+            method = sequential_design(self.space).describe()[:ERROR_CHARS]
+            self.writer.set_tags(self.parent_id, {schema.BUDGET_METHOD_TAG: method})
 
     def round_restored(self, round_no: int, plan: Plan, decisions: list[Any]) -> None:
         self._round = round_no
