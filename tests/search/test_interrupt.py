@@ -27,10 +27,14 @@ SPACE = {
     "intermediates": ["none", "mb_chunk"],
     "targets": ["mb_udpos", "mb_xnli"],
     "seeds": [0],
-    "intermediate_training": {"learning_rate": 0.003, "epochs": 1, "max_length": 48, "max_train_examples": 200,
+    # The signal goes when a progress line shows a state, and a line prints at most every 5 s: each state the
+    # tests wait for must outlast that with margin. Stage 1 (~12 s of compute here: 2000 examples x 6 epochs) and
+    # the 6 mb_udpos trials (~3 s each: 300 x 12) are sized so; at 1 epoch of 200 and 3 of 150 a fast CI machine
+    # ran all 6 mb_udpos trials between two lines and the Ctrl-C was never sent.
+    "intermediate_training": {"learning_rate": 0.003, "epochs": 6, "max_length": 48, "max_train_examples": 2000,
                               "max_eval_examples": 40},
-    "target_training": {"learning_rate": {"values": [0.003, 0.01, 0.02]}, "epochs": 3, "max_length": 48,
-                        "max_train_examples": 150, "max_eval_examples": 40},
+    "target_training": {"learning_rate": {"values": [0.003, 0.01, 0.02]}, "epochs": 12, "max_length": 48,
+                        "max_train_examples": 300, "max_eval_examples": 40},
     "search": {"trials_per_cell": 3, "scheduler": "none"},
     "resources": {"max_concurrent_trials": 1},
 }
@@ -64,7 +68,7 @@ def mlflow_runs(folder: Path):
     return client.search_runs([experiment.experiment_id])
 
 
-@pytest.mark.slow  # ~60 s: a whole search, interrupted (CI runs it in the slow step)
+@pytest.mark.slow  # ~40 s: a search, interrupted (CI runs it in the slow step)
 def test_ctrl_c_in_stage_2_stops_the_whole_search(tmp_path):
     # once some of the first target's 6 trials are done, and before all are
     result, _ = interrupt_when(tmp_path, r"mb_udpos \(target 1 of 2\): [1-5]/6 trials", signal.SIGINT)
