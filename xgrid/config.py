@@ -188,9 +188,9 @@ OVERRIDABLE = ("learning_rate", "epochs", "batch_size", "grad_accum", "max_lengt
                "max_eval_examples", "warmup_ratio", "weight_decay")
 
 
-class TargetOverride(Strict):
-    """One target's protocol where it differs from `target_training`; unset fields keep the shared value.
-    `languages` narrows the evaluated languages (English, the selection language, is always kept)."""
+class TrainingOverride(Strict):
+    """Where one target's (or one base model's) fine-tuning differs from the shared block; unset fields keep the
+    shared value."""
 
     learning_rate: LearningRate | None = None
     epochs: Annotated[int, Field(ge=1, le=1000)] | None = None
@@ -201,11 +201,52 @@ class TargetOverride(Strict):
     max_eval_examples: Annotated[int, Field(ge=1, le=10**9)] | None = None
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] | None = None
     weight_decay: Annotated[float, Field(ge=0, lt=1)] | None = None
-    languages: Annotated[list[str], Field(min_length=1)] | None = None
 
     def applied_to(self, shared: TrainingSettings) -> TrainingSettings:
         changes = {k: getattr(self, k) for k in OVERRIDABLE if getattr(self, k) is not None}
         return shared.model_copy(update=changes) if changes else shared
+
+
+class TargetOverride(TrainingOverride):
+    """One target's protocol where it differs from `target_training`; unset fields keep the shared value.
+    `languages` narrows the evaluated languages (English, the selection language, is always kept)."""
+
+    languages: Annotated[list[str], Field(min_length=1)] | None = None
+
+
+class IntermediateOverride(TrainingOverride):
+    """One base model's stage-1 settings where they differ from `intermediate_training` (a fixed learning rate:
+    it is part of the checkpoint key)."""
+
+    learning_rate: Rate | None = None
+
+
+class ResourcesOverride(Strict):
+    """One base model's resources where they differ from the space's `resources` block; the merged block is
+    checked by the same rules (bf16 needs a GPU, inline is one CPU worker)."""
+
+    workers_per_trial: Annotated[int, Field(ge=1, le=1024)] | None = None
+    cpus_per_worker: Annotated[float, Field(gt=0, le=4096)] | None = None
+    gpus_per_worker: Annotated[float, Field(ge=0, le=1024)] | None = None
+    max_concurrent_trials: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    strategy: Literal["ddp", "fsdp"] | None = None
+    precision: Literal["fp32", "bf16"] | None = None
+    trial_backend: Literal["auto", "ray_train", "inline"] | None = None
+    activation_checkpointing: bool | None = None
+    cpu_offload: bool | None = None
+
+    def set_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class ModelOverride(Strict):
+    """One base model's own settings over the space's shared blocks: a 3.5B encoder wants other learning rates
+    and other hardware than a 270M one (a real encoder at the tiny model's 2e-3 collapses). Precedence, most
+    specific last: `target_training` < `model_overrides.<model>.target_training` < `target_overrides.<target>`."""
+
+    intermediate_training: IntermediateOverride = IntermediateOverride()
+    target_training: TrainingOverride = TrainingOverride()
+    resources: ResourcesOverride = ResourcesOverride()
 
 
 class PowerOverride(Strict):
@@ -306,6 +347,12 @@ class Resources(Strict):
     # "auto": a single-worker CPU trial runs its loop in the Tune trial's own process (see README, "Trial
     # overhead"); anything bigger is a TorchTrainer. "ray_train" forces a TorchTrainer for every trial.
     trial_backend: Literal["auto", "ray_train", "inline"] = "auto"
+    # Recompute each transformer block's activations in backward instead of keeping them: activation memory
+    # drops from every layer's to about one layer's, for ~30% more compute (what lets XL train on one GPU).
+    activation_checkpointing: bool = False
+    # FSDP2 keeps the sharded parameters, gradients and optimizer state in host memory and moves each block's to
+    # the GPU for its forward/backward (XXL on fewer GPUs, at the cost of PCIe traffic every step).
+    cpu_offload: bool = False
 
     @model_validator(mode="after")
     def _coherent(self) -> "Resources":
@@ -313,6 +360,8 @@ class Resources(Strict):
             raise ValueError("precision bf16 needs gpus_per_worker > 0 (CPU runs are fp32)")
         if self.trial_backend == "inline" and (self.workers_per_trial > 1 or self.gpus_per_worker > 0):
             raise ValueError("trial_backend inline runs one CPU worker; use auto or ray_train for more")
+        if self.cpu_offload and self.strategy != "fsdp":
+            raise ValueError("cpu_offload is FSDP2's parameter offload: it needs strategy fsdp")
         return self
 
 
@@ -345,6 +394,8 @@ class SearchSpace(Strict):
     target_training: TrainingSettings
     # target name (as listed in `targets`) -> where its protocol differs from target_training
     target_overrides: dict[str, TargetOverride] = {}
+    # base model name (as listed in `base_models`) -> its own training settings and resources
+    model_overrides: dict[str, ModelOverride] = {}
     power: PowerAssumptions = PowerAssumptions()
     budget: Budget | None = None
     selection_policy: Literal[ENGLISH_DEV, TARGET_DEV] = DEFAULT_POLICY
@@ -421,6 +472,24 @@ class SearchSpace(Strict):
         return self
 
     @model_validator(mode="after")
+    def _model_overrides_name_models(self) -> "SearchSpace":
+        names = [m.name for m in self.base_models]
+        problems = []
+        for name, override in self.model_overrides.items():
+            where = "model_overrides" + _loc_part(name)
+            if name not in names:
+                problems.append(f"{where}: {name!r} is not one of the space's base models ({', '.join(names)})"
+                                + _did_you_mean(name, names))
+                continue
+            try:
+                Resources.model_validate(self.resources.model_dump() | override.resources.set_fields())
+            except ValidationError as err:
+                problems += [f"{where}.resources: {line}" for line in format_validation_error(err).splitlines()]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _unique_intermediates(self) -> "SearchSpace":
         dupes = _duplicates([intermediate_label(e) for e in self.intermediates])
         if dupes:
@@ -429,17 +498,29 @@ class SearchSpace(Strict):
 
     @model_validator(mode="after")
     def _batches_split_over_workers(self) -> "SearchSpace":
-        workers = self.resources.workers_per_trial
-        if workers <= 1:
-            return self
-        blocks = [("intermediate_training", self.intermediate_training), ("target_training", self.target_training)]
-        blocks += [(f"target_overrides.{t}", self.training_for(t)) for t, o in self.target_overrides.items()
-                   if o.batch_size is not None]
-        problems = [f"{where}.batch_size: {block.batch_size} is the global batch and must split evenly over the "
-                    f"{workers} workers of a trial (resources.workers_per_trial); use a multiple of {workers}"
-                    for where, block in blocks if block.batch_size % workers]
+        problems = []
+        for model in self.base_models:
+            name = model.name
+            try:
+                workers = self.resources_for(name).workers_per_trial
+            except ValidationError:  # a bad resources override has its own error
+                continue
+            if workers <= 1:
+                continue
+            own = self.model_overrides.get(name)
+            where_workers = (f"model_overrides.{name}.resources.workers_per_trial"
+                             if own and own.resources.workers_per_trial else "resources.workers_per_trial")
+            blocks = [(f"model_overrides.{name}.intermediate_training" if own and own.intermediate_training.batch_size
+                       else "intermediate_training", self.intermediate_training_for(name)),
+                      (f"model_overrides.{name}.target_training" if own and own.target_training.batch_size
+                       else "target_training", self.training_for(None, name))]
+            blocks += [(f"target_overrides.{t}", self.training_for(t, name)) for t, o in self.target_overrides.items()
+                       if o.batch_size is not None]
+            problems += [f"{where}.batch_size: {block.batch_size} is the global batch and must split evenly over the "
+                         f"{workers} workers of a {name} trial ({where_workers}); use a multiple of {workers}"
+                         for where, block in blocks if block.batch_size % workers]
         if problems:
-            raise ValueError("\n".join(problems))
+            raise ValueError("\n".join(dict.fromkeys(problems)))
         return self
 
     @model_validator(mode="after")
@@ -450,7 +531,8 @@ class SearchSpace(Strict):
         if budget.max_seeds < len(self.seeds):
             raise ValueError(f"budget.max_seeds: {budget.max_seeds} is fewer than the {len(self.seeds)} seeds the "
                              "space declares (round 1 runs them all)")
-        if budget.max_gpu_hours is not None and not self.resources.gpus_per_worker:
+        if budget.max_gpu_hours is not None and not any(self.resources_for(m.name).gpus_per_worker
+                                                        for m in self.base_models):
             raise ValueError("budget.max_gpu_hours: this space runs on CPUs (resources.gpus_per_worker is 0), so "
                              "its GPU-hours are not estimated; leave max_gpu_hours out, or give the trials GPUs")
         return self
@@ -467,22 +549,60 @@ class SearchSpace(Strict):
 
     # --- derived ---------------------------------------------------------------------------------------------
     def with_resources(self, overrides: dict[str, Any]) -> "SearchSpace":
-        """The space with resource overrides applied (CLI flags; None keeps the space's value), validated again
-        so an override cannot bypass the resource rules."""
+        """The space with resource overrides applied (CLI flags; None keeps the space's value) to every base
+        model (a flag beats a model's own `resources`), validated again so an override cannot bypass the resource
+        rules (nor leave a global batch that no longer splits over the workers)."""
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if not overrides:
             return self
         resources = Resources.model_validate(self.resources.model_dump() | overrides)
-        return self.model_copy(update={"resources": resources})
+        models = {name: o.model_copy(update={"resources": o.resources.model_copy(update=dict.fromkeys(overrides))})
+                  for name, o in self.model_overrides.items()}
+        data = self.model_dump(mode="json") | {"resources": resources.model_dump(mode="json"),
+                                               "model_overrides": {n: o.model_dump(mode="json")
+                                                                   for n, o in models.items()}}
+        return SearchSpace.model_validate(data)
 
-    def training_for(self, target: str) -> TrainingSettings:
-        """The target's fine-tuning settings: `target_training` with its `target_overrides` entry applied."""
-        override = self.target_overrides.get(target)
-        return override.applied_to(self.target_training) if override else self.target_training
+    def resources_for(self, model: str) -> Resources:
+        """A base model's resources: the space's `resources` with its `model_overrides` entry applied."""
+        own = self.model_overrides.get(model)
+        changes = own.resources.set_fields() if own else {}
+        return Resources.model_validate(self.resources.model_dump() | changes) if changes else self.resources
 
-    def trials_per_cell(self, target: str) -> int:
-        """Stage-2 trials of a trained cell of the target: one when its learning rate is not searched."""
-        return self.search.trials_per_cell if self.training_for(target).searched else 1
+    def intermediate_training_for(self, model: str) -> IntermediateTraining:
+        """A base model's stage-1 settings: `intermediate_training` with its model override applied."""
+        own = self.model_overrides.get(model)
+        return own.intermediate_training.applied_to(self.intermediate_training) if own else self.intermediate_training
+
+    def training_for(self, target: str | None, model: str | None = None) -> TrainingSettings:
+        """A target's fine-tuning settings for a base model: `target_training`, then the model's
+        `model_overrides` entry, then the target's `target_overrides` entry (most specific last). `model` None: the
+        shared settings of a space whose base models override none of them; `target` None: no target override."""
+        settings = self.target_training
+        own = self.model_overrides.get(model) if model is not None else None
+        if own is not None:
+            settings = own.target_training.applied_to(settings)
+        override = self.target_overrides.get(target) if target is not None else None
+        return override.applied_to(settings) if override else settings
+
+    def stage2_runs(self, target: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The Tune runs (each with its Optuna study) of a target's stage 2, as (run name, base model names).
+        Base models with the same settings and resources for the target share one run, named after the target;
+        models that differ (`model_overrides`) get a run each, `<target>.<first model>`: one Tuner has one
+        learning-rate distribution, one early-stopping horizon and one resource request per trial."""
+        groups: dict[str, list[str]] = {}
+        for model in self.base_models:
+            key = json.dumps([self.training_for(target, model.name).model_dump(mode="json"),
+                              self.resources_for(model.name).model_dump(mode="json")], sort_keys=True)
+            groups.setdefault(key, []).append(model.name)
+        if len(groups) == 1:
+            return [(target, tuple(next(iter(groups.values()))))]
+        return [(f"{target}.{names[0]}", tuple(names)) for names in groups.values()]
+
+    def trials_per_cell(self, target: str, model: str | None = None) -> int:
+        """Stage-2 trials of a trained cell of the target and base model: one when its learning rate is not
+        searched."""
+        return self.search.trials_per_cell if self.training_for(target, model).searched else 1
 
     def planned_seeds(self) -> list[int]:
         """Every seed the search may run: the declared ones, and with a budget the next free integers after the
@@ -754,5 +874,6 @@ def load_space(path: str | Path, registry: Any = None) -> SearchSpace:
 
 
 _ALL_FIELDS = sorted({f for model in (SearchSpace, TrainingSettings, BaseModelSpec, IntermediateGroup, RetrievalConfig,
-                                      SearchSettings, Resources, LogRange, Choices, TargetOverride, PowerAssumptions)
+                                      SearchSettings, Resources, LogRange, Choices, TargetOverride, PowerAssumptions,
+                                      ModelOverride)
                        for f in model.model_fields})

@@ -164,7 +164,8 @@ class FakePlan(SimpleNamespace):
     trials each, and a retrieval target r of 3 cells (one evaluation each)."""
 
     def __init__(self):
-        super().__init__(jobs=JOBS, trained_jobs=JOBS[:2], trials_per_cell=lambda target: 2,
+        super().__init__(jobs=JOBS, trained_jobs=JOBS[:2], trials_per_cell=lambda target, model=None: 2,
+                         trials_of=lambda cell: 2,
                          space=SimpleNamespace(targets=["t1", "t2", "r"],
                                                resources=SimpleNamespace(max_concurrent_trials=2)))
 

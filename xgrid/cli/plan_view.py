@@ -68,29 +68,41 @@ def costed(plan: Plan, store_root: str | None) -> tuple[Cost, StoreCheck]:
 
 
 def target_rows(plan: Plan) -> list[dict[str, Any]]:
-    """Per target: what the plan table shows and `--format json` prints (one source for both)."""
+    """Per target: what the plan table shows and `--format json` prints (one source for both). `runs`: the
+    target's stage-2 runs (`stage2_runs`), one per group of base models with their own settings; the target's
+    `training` is its first run's (the only one when the base models share their settings)."""
     rows = []
     for target in plan.space.targets:
+        runs = [_run_row(plan, target, models) for _, models in plan.space.stage2_runs(target)]
+        runs = [r for r in runs if r["cells"]]
         cells = plan.cells_for(target)
-        settings = plan.space.training_for(target)
         rows.append({"target": target, "format": cells[0].target_format, "cells": len(cells),
-                     "trials": sum(plan.trials_per_cell(c.target) for c in cells if c.trains), "trains": cells[0].trains,
+                     "trials": sum(r["trials"] for r in runs), "trains": cells[0].trains,
                      "intermediates": list(dict.fromkeys(c.intermediate for c in cells)),
-                     # What the target fine-tunes with (its `target_overrides` applied); nothing for a target
-                     # scored straight from the encoder.
-                     "training": ({"epochs": settings.epochs, "max_length": settings.max_length,
-                                   "batch_size": settings.batch_size, "grad_accum": settings.grad_accum,
-                                   "learning_rate": settings.learning_rate.model_dump(mode="json"),
-                                   "languages": list(cells[0].languages)} if cells[0].trains else None),
-                     "retrieval_protocol": cells[0].retrieval_protocol})
+                     "training": runs[0]["training"], "retrieval_protocol": cells[0].retrieval_protocol,
+                     "runs": runs})
     return rows
 
 
-def protocol_text(plan: Plan, row: dict[str, Any]) -> str:
-    """`3 ep, len 256, lr 1e-05..5e-05`: the plan table's protocol column."""
-    if row["training"] is None:
+def _run_row(plan: Plan, target: str, models: tuple[str, ...]) -> dict[str, Any]:
+    settings = plan.space.training_for(target, models[0])
+    cells = [c for c in plan.cells_for(target) if c.base_model.name in models]
+    trains = bool(cells) and cells[0].trains
+    return {"base_models": list(models), "cells": len(cells), "trials": sum(plan.trials_of(c) for c in cells if c.trains),
+            # What the target fine-tunes with (its model's and its own overrides applied); nothing for a target
+            # scored straight from the encoder.
+            "training": ({"epochs": settings.epochs, "max_length": settings.max_length,
+                          "batch_size": settings.batch_size, "grad_accum": settings.grad_accum,
+                          "learning_rate": settings.learning_rate.model_dump(mode="json"),
+                          "languages": list(cells[0].languages)} if trains else None)}
+
+
+def protocol_text(plan: Plan, row: dict[str, Any], run: dict[str, Any] | None = None) -> str:
+    """`3 ep, len 256, lr 1e-05..5e-05`: the plan table's protocol column (of one of the target's runs)."""
+    run = run or row["runs"][0]
+    if run["training"] is None:
         return "scored from the encoder"
-    settings = plan.space.training_for(row["target"])
+    settings = plan.space.training_for(row["target"], run["base_models"][0])
     return f"{settings.epochs} ep, len {settings.max_length}, lr {settings.learning_rate.label()}"
 
 
@@ -166,6 +178,36 @@ def model_json(model: ModelCost) -> dict[str, Any]:
             "cpu_seconds_on_2_cpus": model.cpu_seconds, "h100_gpu_hours": model.gpu_hours, "reason": model.reason}
 
 
+def memory_json(plan: Plan) -> dict[str, Any] | None:
+    """The memory table's rows and assumptions; None when no base model trains on GPUs."""
+    from xgrid.planning.memory import ASSUMPTIONS, GPU_SIZES_GB, memory_rows
+
+    rows, notes = memory_rows(plan)
+    if not rows and not notes:
+        return None
+    return {"gpu_sizes_gb": list(GPU_SIZES_GB), "rows": [r.as_json() for r in rows], "assumptions": list(ASSUMPTIONS),
+            "notes": notes}
+
+
+def print_memory(memory: dict[str, Any]) -> None:
+    table = Table(title="memory per GPU of a training step (GB; * = the model's own resources)")
+    for column in ("model", "strategy", "b x len", "params", "grads", "optimizer", "activations", "total",
+                   *[f"{size} GB" for size in memory["gpu_sizes_gb"]]):
+        table.add_column(column)
+    for r in memory["rows"]:
+        setup = (f"{r['strategy']} x{r['workers']} {r['precision']}" + (" +ac" if r["activation_checkpointing"] else "")
+                 + (f" +offload ({r['host_gb']:.1f} on host)" if r["cpu_offload"] else ""))
+        table.add_row(("* " if r["declared"] else "  ") + r["model"], setup, f"{r['batch_per_gpu']} x {r['max_length']}",
+                      *[f"{r[k]:.1f}" for k in ("parameters_gb", "gradients_gb", "optimizer_gb", "activations_gb",
+                                                "total_gb")],
+                      *["fits" if r["fits"][str(size)] else "no" for size in memory["gpu_sizes_gb"]])
+    if memory["rows"]:
+        console.print(table)
+        console.print("  assumptions: " + "; ".join(memory["assumptions"]), highlight=False, soft_wrap=True)
+    for note in memory["notes"]:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
 def plan_json(plan: Plan, store_root: str | None = None) -> dict[str, Any]:
     """The dry run for scripts: the numbers of `print_plan`, unrounded; null where the table says unknown."""
     space = plan.space
@@ -184,6 +226,7 @@ def plan_json(plan: Plan, store_root: str | None = None) -> dict[str, Any]:
         "estimates": {"cpu_seconds_on_2_cpus": cost.cpu_seconds, "h100_gpu_hours": cost.gpu_hours,
                       "complete": cost.complete, "models": [model_json(m) for m in cost.models]},
         "power": power_json(plan),
+        "memory": memory_json(plan),
         "budget": budget_json(plan, cost, store_root),
         "notes": plan.notes + cost.notes,
     }
@@ -211,15 +254,22 @@ def model_line(model: ModelCost) -> str:
     return head + "no estimate (size unknown offline)"
 
 
-def batch_line(space) -> str:
-    """`batch_size` is the global batch of a micro-step: what each worker takes and what one update sees."""
-    workers = space.resources.workers_per_trial
-    parts = []
-    for name, t in (("stage 1", space.intermediate_training), ("stage 2", space.target_training)):
-        share = f" ({t.batch_size // workers} per worker x {workers} workers)" if workers > 1 else ""
-        parts.append(f"{name} {t.batch_size}{share} x grad_accum {t.grad_accum} = {t.batch_size * t.grad_accum} "
-                     "examples per update")
-    return "  global batch: " + "; ".join(parts)
+def batch_lines(space) -> list[str]:
+    """`batch_size` is the global batch of a micro-step: what each worker takes and what one update sees; one
+    line per base model when their settings or resources differ (`model_overrides`)."""
+    lines = {}
+    for model in space.base_models:
+        workers = space.resources_for(model.name).workers_per_trial
+        parts = []
+        for name, t in (("stage 1", space.intermediate_training_for(model.name)),
+                        ("stage 2", space.training_for(None, model.name))):
+            share = f" ({t.batch_size // workers} per worker x {workers} workers)" if workers > 1 else ""
+            parts.append(f"{name} {t.batch_size}{share} x grad_accum {t.grad_accum} = {t.batch_size * t.grad_accum} "
+                         "examples per update")
+        lines.setdefault("; ".join(parts), []).append(model.name)
+    if len(lines) == 1:
+        return ["  global batch: " + next(iter(lines))]
+    return [f"  global batch ({', '.join(models)}): {text}" for text, models in lines.items()]
 
 
 def print_plan(plan: Plan, store_root: str | None = None) -> None:
@@ -228,14 +278,21 @@ def print_plan(plan: Plan, store_root: str | None = None) -> None:
     console.print(f"[bold]search space[/] {space.name}  ({space.fingerprint()})")
     console.print(f"  base models: {', '.join(m.name for m in space.base_models)}   seeds: {space.seeds}   "
                   f"selection: {space.selection_policy}")
-    console.print(batch_line(space), highlight=False, soft_wrap=True)
+    for line in batch_lines(space):
+        console.print(line, highlight=False, soft_wrap=True)
     table = Table(title="plan")
-    for column in ("target", "format", "cells", "trials", "protocol", "intermediates"):
+    rows = target_rows(plan)
+    # A column of base models only when some of them bring their own settings (a row per stage-2 run).
+    per_model = any(len(row["runs"]) > 1 for row in rows)
+    for column in ("target", *(["base models"] if per_model else []), "format", "cells", "trials", "protocol",
+                   "intermediates"):
         table.add_column(column)
-    for row in target_rows(plan):
-        table.add_row(row["target"], row["format"], str(row["cells"]),
-                      str(row["trials"]) if row["trials"] else "- (scored, not trained)", protocol_text(plan, row),
-                      ", ".join(row["intermediates"]))
+    for row in rows:
+        for run in row["runs"]:
+            models = [", ".join(run["base_models"])] if per_model else []
+            table.add_row(row["target"], *models, row["format"], str(run["cells"]),
+                          str(run["trials"]) if run["trials"] else "- (scored, not trained)",
+                          protocol_text(plan, row, run), ", ".join(row["intermediates"]))
     console.print(table)
     # highlight=False, soft_wrap: a store path or URI is one line, printed as it is
     console.print(checkpoints_line(cost, store, len(space.targets)), highlight=False, soft_wrap=True)
@@ -252,9 +309,13 @@ def print_plan(plan: Plan, store_root: str | None = None) -> None:
         console.print(f"estimated wall time on 2 CPUs: ~{_minutes(cost.cpu_seconds)} (with "
                       f"{cost.cpu_start_seconds:.0f} s of start-up){partial}")
     if cost.gpu_hours is not None:
-        console.print(f"estimated compute: {_approx(cost.gpu_hours)} H100 GPU-hours (6*N*tokens at 40% MFU){partial}")
+        console.print(f"estimated compute: {_approx(cost.gpu_hours)} H100 GPU-hours (training 6*N*tokens, each stage "
+                      f"at its own max length, + evaluation 2*N*tokens, at 40% MFU){partial}")
     if cost.cpu_seconds is None and cost.gpu_hours is None:
         console.print("estimated time: none (no base model could be sized; see the notes)")
+    memory = memory_json(plan)
+    if memory is not None:
+        print_memory(memory)
     power = power_json(plan)
     console.print(f"precision to expect (the syntactic - semantic interval `xgrid compare` will print; Welch t over tasks; the "
                   f"space's `power` block sets the assumptions, +-{space.power.half_width:g} points wanted):")

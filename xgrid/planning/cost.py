@@ -5,7 +5,9 @@ to train only (`estimate(plan, has=store.has)`: those already in the store cost 
 Time is estimated per base model: on 2 CPUs for the embedded tiny model, from a real default search timed phase
 by phase (`benchmarks/cost_calibration.py`); for any other encoder whose size is known offline (the list below,
 a local folder's config.json, or a config in the Hugging Face cache), in H100 GPU-hours from 6 x parameters x
-tokens FLOPs at an assumed 40% of the dense bf16 peak. A model whose size cannot be known offline gets a note
+training tokens (each stage at its own max length) plus 2 x parameters x evaluation tokens (every epoch's dev pass
+over every evaluated language, and the test pass of up to two selected epochs; counted where `max_eval_examples`
+bounds them or the task declares its sizes, else left out with a note) FLOPs at an assumed 40% of the dense bf16 peak. A model whose size cannot be known offline gets a note
 saying so, never a silent gap. Both are estimates for planning, not promises.
 """
 
@@ -64,6 +66,8 @@ class ModelCost:
     cpu_seconds: float | None = None  # the embedded tiny model: wall on 2 CPUs (its share, start-up aside)
     gpu_hours: float | None = None  # any other encoder of known size
     reason: str | None = None  # why neither is known
+    eval_tokens: int = 0  # evaluation tokens counted in gpu_hours (forward only)
+    eval_left_out: tuple[str, ...] = ()  # stages / targets whose evaluation passes are not counted (size unknown)
 
     @property
     def estimated(self) -> bool:
@@ -181,20 +185,22 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
         return sum(min(s, cap) if cap else s for s in sizes) * settings.epochs
 
     to_train = [j for j in plan.trained_jobs if not (has and has(j.key))]
-    slots = max(1, min(space.resources.max_concurrent_trials, CPU_SLOTS))
     models = []
     for base in space.base_models:
+        # Each base model with its own settings and resources (`model_overrides`), each target with its own
+        # protocol (`target_overrides`): epochs, caps and whether its rate is searched.
+        slots = max(1, min(space.resources_for(base.name).max_concurrent_trials, CPU_SLOTS))
+        stage1_settings = space.intermediate_training_for(base.name)
         jobs = [j for j in to_train if j.base_model == base]
         cells = [c for c in plan.cells if c.base_model == base]
-        s1 = _total([passes(j.task_specs, space.intermediate_training) for j in jobs])
+        s1 = _total([passes(j.task_specs, stage1_settings) for j in jobs])
         trained = [c for c in cells if c.trains]
-        # Each target with its own protocol (`target_overrides`): epochs, caps and whether its rate is searched.
-        settings = {c.target: space.training_for(c.target) for c in trained}
-        per_cell = [(_times(passes((c.train_task,), settings[c.target]), plan.trials_per_cell(c.target)),
+        settings = {c.target: space.training_for(c.target, base.name) for c in trained}
+        per_cell = [(_times(passes((c.train_task,), settings[c.target]), plan.trials_of(c)),
                      settings[c.target].max_length) for c in trained]
         s2 = _total([p for p, _ in per_cell])
         s2_tokens = _total([_times(p, length) for p, length in per_cell])
-        cost = ModelCost(base.name, base.source, None, len(jobs), sum(plan.trials_per_cell(c.target) for c in trained),
+        cost = ModelCost(base.name, base.source, None, len(jobs), sum(plan.trials_of(c) for c in trained),
                          sum(not c.trains for c in cells), s1, s2)
         if s1 is None or s2 is None:
             cost.reason = "its training size is unknown"
@@ -205,8 +211,13 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
         else:
             cost.params, cost.reason = model_params(base.source)
             if cost.params is not None:
-                tokens = s1 * space.intermediate_training.max_length + s2_tokens
-                cost.gpu_hours = 6 * cost.params * tokens / (H100_BF16_PEAK_FLOPS * ASSUMED_MFU) / 3600
+                tokens = s1 * stage1_settings.max_length + s2_tokens
+                cost.eval_tokens, cost.eval_left_out = _eval_tokens(plan, jobs, cells, stage1_settings, settings)
+                if cost.eval_left_out:
+                    notes.append(f"{base.name}: evaluation passes not counted for {', '.join(cost.eval_left_out)} "
+                                 "(no declared dev/test size; max_eval_examples bounds them)")
+                flops = 6 * cost.params * tokens + 2 * cost.params * cost.eval_tokens
+                cost.gpu_hours = flops / (H100_BF16_PEAK_FLOPS * ASSUMED_MFU) / 3600
             else:
                 notes.append(f"no time estimate for {base.name}: {cost.reason}")
         models.append(cost)
@@ -216,6 +227,60 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
     return Cost(len(plan.trained_jobs), len(to_train), None if has is None else len(plan.trained_jobs) - len(to_train),
                 plan.stage2_trials(), plan.retrieval_evaluations(), s1_total, s2_total, models,
                 start if any(m.cpu_seconds is not None for m in models) else 0.0, sorted(set(notes)))
+
+
+SELECTED_EPOCHS_SCORED = 2  # the test split is scored once per distinct selected epoch: at most one per policy
+
+
+class EvalSizes:
+    """Examples of one evaluation split as a phase reads them: counted where that is cheap (the micro-benchmark;
+    each split once), else the task's declared `eval_size`, bounded by `max_eval_examples`; None when neither is
+    known."""
+
+    def __init__(self, load: LoadContext):
+        self.load, self._counted = load, {}
+
+    def __call__(self, task: TaskSpec, language: str, split: str, cap: int | None) -> int | None:
+        if not task.source.cheap_to_load:
+            declared = task.option("eval_size")
+            if isinstance(declared, dict):
+                declared = declared.get(split)
+            return cap if declared is None else min(declared, cap) if cap else declared
+        key = (task.name, language, split)
+        if key not in self._counted:
+            try:
+                self._counted[key] = len(task.source.load(task, language, split, self.load) or [])
+            except (KeyError, ValueError, FileNotFoundError):  # a language without that split: nothing scored
+                self._counted[key] = 0
+        return min(self._counted[key], cap) if cap else self._counted[key]
+
+
+def _eval_tokens(plan: Plan, jobs, cells, stage1_settings, settings) -> tuple[int, tuple[str, ...]]:
+    """Evaluation tokens (forward passes) of a model's stage-1 jobs and cells, where their sizes are known or
+    bounded, and what is left out. Stage 1 scores each task's English dev every epoch; a trained cell scores its
+    target's dev in every evaluated language every epoch, then the test split for each selected epoch; a
+    retrieval cell embeds its test split once."""
+    eval_size = EvalSizes(LoadContext(microbench_seed=plan.space.microbench_seed))
+    counted, left_out = 0, []
+    for job in jobs:
+        sizes = [eval_size(t, "en", "dev", stage1_settings.max_eval_examples) for t in job.task_specs]
+        if None in sizes:
+            left_out.append("stage 1")
+        else:
+            counted += sum(sizes) * stage1_settings.epochs * stage1_settings.max_length
+    for cell in cells:
+        own = settings.get(cell.target) or plan.space.training_for(cell.target, cell.base_model.name)
+        languages = cell.languages or cell.target_task.languages
+        tests = [eval_size(cell.target_task, lang, "test", own.max_eval_examples) for lang in languages]
+        devs = ([eval_size(cell.target_task, lang, "dev", own.max_eval_examples) for lang in languages]
+                if cell.trains else [])
+        if None in tests or None in devs:
+            left_out.append(cell.target)
+            continue
+        trials = plan.trials_of(cell) if cell.trains else 1
+        passes = own.epochs * sum(devs) + SELECTED_EPOCHS_SCORED * sum(tests) if cell.trains else sum(tests)
+        counted += trials * passes * own.max_length
+    return counted, tuple(dict.fromkeys(left_out))
 
 
 def _total(values: list[int | None]) -> int | None:

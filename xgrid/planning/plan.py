@@ -112,12 +112,16 @@ class Plan:
     def target_task(self, target: str) -> TaskSpec:
         return next(c.target_task for c in self.cells if c.target == target)
 
-    def trials_per_cell(self, target: str) -> int:
-        """Stage-2 trials of a trained cell of the target (`SearchSpace.trials_per_cell`)."""
-        return self.space.trials_per_cell(target)
+    def trials_per_cell(self, target: str, model: str | None = None) -> int:
+        """Stage-2 trials of a trained cell of the target (and base model: `SearchSpace.trials_per_cell`)."""
+        return self.space.trials_per_cell(target, model)
+
+    def trials_of(self, cell: Cell) -> int:
+        """Stage-2 trials of a trained cell (`SearchSpace.trials_per_cell` for its target and base model)."""
+        return self.space.trials_per_cell(cell.target, cell.base_model.name)
 
     def stage2_trials(self) -> int:
-        return sum(self.trials_per_cell(c.target) for c in self.cells if c.trains)
+        return sum(self.trials_of(c) for c in self.cells if c.trains)
 
     def retrieval_evaluations(self) -> int:
         return sum(not c.trains for c in self.cells)
@@ -146,7 +150,10 @@ def stage1_key(space: SearchSpace, base: BaseModelSpec, tasks: tuple[TaskSpec, .
                                "base": {**model_identity(base.source), "family": base.family},
                                "tasks": names, "seed": seed if tasks else None}
     if tasks:
-        payload["hparams"] = space.intermediate_training.model_dump(mode="json")
+        payload["hparams"] = space.intermediate_training_for(base.name).model_dump(mode="json")
+        precision = space.resources_for(base.name).precision
+        if precision != "fp32":  # a bf16 run trains (and stores) other weights; fp32 keys stay as they were
+            payload["precision"] = precision
         payload["local_paths"] = {t: space.local_paths[t] for t in names if t in space.local_paths}
     if base.source == EMBEDDED_TINY or any(t.source.seeded_by_microbench for t in tasks):
         # The embedded data and tokenizer depend on the seed and on the generator's version.
@@ -164,7 +171,7 @@ def cell_id(space: SearchSpace, base: BaseModelSpec, label: str, stage1: str, ta
     under the same experiment with other settings adds cells instead of replacing runs."""
     search = space.search
     payload = {"base": base.name, "intermediate": label, "stage1": stage1, "target": target, "seed": seed,
-               "training": space.training_for(target).model_dump(mode="json"),
+               "training": space.training_for(target, base.name).model_dump(mode="json"),
                "languages": space.target_overrides[target].languages if target in space.target_overrides else None,
                "policy": space.selection_policy, "retrieval": space.retrieval.model_dump(mode="json"),
                "protocol": protocol, "local_paths": dict(sorted(space.local_paths.items())),
@@ -172,6 +179,9 @@ def cell_id(space: SearchSpace, base: BaseModelSpec, label: str, stage1: str, ta
                "search": {"trials_per_cell": search.trials_per_cell, "scheduler": search.scheduler,
                           "grace_period": search.grace_period, "reduction_factor": search.reduction_factor,
                           "sampler_seed": search.sampler_seed}}
+    precision = space.resources_for(base.name).precision
+    if precision != "fp32":  # bf16 autocast changes the numbers; fp32 cell ids stay as they were
+        payload["precision"] = precision
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

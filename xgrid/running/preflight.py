@@ -51,9 +51,10 @@ def preflight(plan: Plan, dry_run: bool = False, address: str | None = None,
     With `address` (a cluster), resources are checked by `check_placeable` once Ray is joined."""
     problems = model_problems(plan.space) + data_problems(plan)
     if not address:
-        resources = plan.space.resources
-        available = local_resources(count_gpus=resources.gpus_per_worker > 0)
-        problems += [Problem(line, here=True) for line in resource_problems(resources, available)]
+        every = distinct_resources(plan.space)
+        available = local_resources(count_gpus=any(r.gpus_per_worker > 0 for r in every))
+        lines = dict.fromkeys(line for r in every for line in resource_problems(r, available))  # once each
+        problems += [Problem(line, here=True) for line in lines]
     if not dry_run:
         problems = _without_downloadable(problems)
     if not problems:
@@ -235,12 +236,18 @@ def resource_problems(resources: Resources, available: Mapping[str, float],
     return problems
 
 
+def distinct_resources(space: SearchSpace) -> list[Resources]:
+    """Each base model's resources (`model_overrides`), once each: what the trials of the space request."""
+    return list(dict.fromkeys(space.resources_for(m.name) for m in space.base_models))
+
+
 def check_placeable(space: SearchSpace, cluster_resources: Mapping[str, Any],
                     nodes: list[Mapping[str, Any]] | None = None) -> None:
     """For a cluster (`--address`), after `ray.init`: `cluster_resources` is `ray.cluster_resources()`, `nodes`
     optionally each alive node's resources (`[n["Resources"] for n in ray.nodes() if n["Alive"]]`). Raises
     PreflightError (one line per problem) when a trial could never be placed."""
-    problems = resource_problems(space.resources, cluster_resources, nodes, where="the cluster")
+    problems = list(dict.fromkeys(line for r in distinct_resources(space)
+                                  for line in resource_problems(r, cluster_resources, nodes, where="the cluster")))
     if problems:
         raise PreflightError("\n".join(problems))
 

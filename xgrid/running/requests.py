@@ -31,18 +31,20 @@ def base_model_source(base: BaseModelSpec, space: SearchSpace, store_root: str |
 
 def stage1_request(job: Stage1Job, space: SearchSpace, base_source: str) -> PhaseRequest:
     """Where the encoder is written is the stage-1 writer's business (`running.stage1_writer`)."""
-    settings = space.intermediate_training
+    model = job.base_model.name
+    settings = space.intermediate_training_for(model)
     # An intermediate checkpoint is always selected on its own tasks' English dev: there is no target yet.
     return PhaseRequest(
         encoder_source=base_source, train_tasks=job.task_specs,
-        hparams=Hparams.from_settings(settings, settings.learning_rate, space.resources.precision),
+        hparams=Hparams.from_settings(settings, settings.learning_rate, space.resources_for(model).precision),
         seed=job.seed, selection_policy=ENGLISH_DEV, load=load_context(space))
 
 
 def stage2_request(cell: Cell, learning_rate: float, space: SearchSpace, encoder_source: str) -> PhaseRequest:
     return PhaseRequest(
         encoder_source=encoder_source, train_tasks=(cell.train_task,) if cell.trains else (),
-        hparams=Hparams.from_settings(space.training_for(cell.target), learning_rate, space.resources.precision),
+        hparams=Hparams.from_settings(space.training_for(cell.target, cell.base_model.name), learning_rate,
+                                      space.resources_for(cell.base_model.name).precision),
         seed=cell.seed, eval_task=cell.target_task, eval_languages=cell.languages,
         selection_policy=space.selection_policy,
         load=load_context(space), retrieval=RetrievalSettings(space.retrieval.layer, space.retrieval.pooling))

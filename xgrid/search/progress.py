@@ -90,7 +90,7 @@ class Progress(SearchListener):
             if not cells:
                 continue
             trains = cells[0].trains
-            self.targets[target] = Tally(len(cells) * (plan.trials_per_cell(target) if trains else 1), concurrency)
+            self.targets[target] = Tally(sum(plan.trials_of(c) for c in cells) if trains else len(cells), concurrency)
             self.units[target] = "trials" if trains else "evaluations"
 
     def search_started(self, plan, search_dir):

@@ -81,7 +81,7 @@ def units(plan: Plan) -> dict[str, int]:
     """What a plan spends: stage-1 checkpoints trained, stage-2 trials, retrieval evaluations."""
     trained = [c for c in plan.cells if c.trains]
     return {"stage1_checkpoints": len(plan.trained_jobs),
-            "stage2_trials": sum(plan.trials_per_cell(c.target) for c in trained),
+            "stage2_trials": sum(plan.trials_of(c) for c in trained),
             "retrieval_evaluations": len(plan.cells) - len(trained)}
 
 

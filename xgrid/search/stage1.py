@@ -33,7 +33,7 @@ class Stage1Error(RuntimeError):
 @ray.remote
 def _train_inline(job: Stage1Job, space: SearchSpace, store_root: str, base_source: str) -> dict[str, Any]:
     result = train_checkpoint(stage1_request(job, space, base_source), job.key, CheckpointStore(store_root),
-                              inline_context(space.resources))
+                              inline_context(space.resources_for(job.base_model.name)))
     return result.summary()
 
 
@@ -51,10 +51,17 @@ def run_stage1(plan: Plan, store_root: str, storage_path: str, listener: SearchL
             listener.stage1_finished(job, False, None)
         else:
             todo.append((job, base))
-    if uses_ray_train(space.resources):
-        outcomes = _run_with_trainers(todo, space, store, storage_path, listener)
-    else:
-        outcomes = _run_as_tasks(todo, space, store_root, listener)
+    outcomes = []
+    # Each base model's jobs with its own resources (`model_overrides`), one model after the other.
+    for model in space.base_models:
+        jobs = [(job, base) for job, base in todo if job.base_model.name == model.name]
+        resources = space.resources_for(model.name)
+        if not jobs:
+            continue
+        if uses_ray_train(resources):
+            outcomes += _run_with_trainers(jobs, space, resources, store, storage_path, listener)
+        else:
+            outcomes += _run_as_tasks(jobs, space, resources, store_root, listener)
     failures = [f"{job.intermediate} (seed {job.seed}): {err}" for job, err in outcomes if err]
     for job, err in outcomes:
         if not err:
@@ -73,15 +80,15 @@ def report_corrupt(bad: CorruptCheckpoint) -> None:
     print(f"warning: {bad}{where}; training it again", file=sys.stderr, flush=True)
 
 
-def _run_as_tasks(todo, space, store_root, listener) -> list[tuple[Stage1Job, str | None]]:
+def _run_as_tasks(todo, space, resources, store_root, listener) -> list[tuple[Stage1Job, str | None]]:
     """At most `max_concurrent_trials` jobs are handed to Ray at once, as the trainer path and stage 2 do: the
     rest wait here, so what the progress calls running is running (not queued inside Ray) and a job's start
     event is when it can start."""
-    cpus = space.resources.cpus_per_worker
+    cpus = resources.cpus_per_worker
     waiting, pending, outcomes = list(todo), {}, []
 
     def submit():
-        while waiting and len(pending) < space.resources.max_concurrent_trials:
+        while waiting and len(pending) < resources.max_concurrent_trials:
             job, base = waiting.pop(0)
             listener.stage1_started(job)
             task = _train_inline.options(num_cpus=cpus, name=f"stage1-{job.intermediate}-s{job.seed}")
@@ -103,7 +110,7 @@ def _run_as_tasks(todo, space, store_root, listener) -> list[tuple[Stage1Job, st
     return outcomes
 
 
-def _run_with_trainers(todo, space, store, storage_path, listener):
+def _run_with_trainers(todo, space, resources, store, storage_path, listener):
     def train(item):
         job, base = item
         listener.stage1_started(job)
@@ -112,7 +119,7 @@ def _run_with_trainers(todo, space, store, storage_path, listener):
             # Named after the checkpoint, with its key: a unique name (Train V2 would auto-resume a same-named run)
             # that the Ray dashboard shows as what it is.
             name = f"stage1-{job.intermediate}-s{job.seed}-{job.key[:12]}"
-            result = torch_trainer(config, space.resources, name, storage_path).fit()
+            result = torch_trainer(config, resources, name, storage_path).fit()
             if result.error:
                 raise result.error
         except Exception as err:
@@ -128,7 +135,7 @@ def _run_with_trainers(todo, space, store, storage_path, listener):
 
     if not todo:
         return []
-    pool = ThreadPoolExecutor(max_workers=space.resources.max_concurrent_trials)
+    pool = ThreadPoolExecutor(max_workers=resources.max_concurrent_trials)
     try:
         return list(pool.map(train, todo))
     finally:  # on an interrupt, do not wait for running trainers: the runner shuts Ray down, which ends them

@@ -1,10 +1,12 @@
-"""Stage 2: for each target, one Ray Tune Tuner whose Optuna searcher picks learning rates within each cell.
+"""Stage 2: for each target, one Ray Tune Tuner whose Optuna searcher picks learning rates within each cell (one
+per group of base models with the same settings and resources, `SearchSpace.stage2_runs`).
 
 Every cell (intermediate x seed x base model) gets exactly `trials_per_cell` trials: they are enqueued with
 their cell fixed and the learning rate left to the sampler (Optuna samples what an enqueued trial omits).
 With a list of learning rates no longer than `trials_per_cell`, each value is enqueued for each cell, so
 the grid inside a cell is complete. Early stopping compares trials of the same cell only (`schedulers`).
-The study of each target lives in the search folder's `optuna.db`, named `<space>.<target>`.
+The study of each target lives in the search folder's `optuna.db`, named `<space>.<target>` (`<space>.<target>.<model>`
+for a group of base models with their own settings).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     resume = (setup.resume_from or {}).get(TrialSetup.resume_key(cell.id, learning_rate))
     if resume:
         request = dataclasses.replace(request, resume_from=resume)
-    resources = setup.space.resources
+    resources = setup.space.resources_for(cell.base_model.name)
     if not uses_ray_train(resources):
         # Every epoch's checkpoint goes to Tune; a retry after the trial's process died continues from the last.
         run_inline(request, resources, reporter=tune.report, checkpoints=TuneCheckpoints())
@@ -107,15 +109,17 @@ def named_trainable(trainable: type, cells: dict[str, Cell], reused: bool, targe
     return CellTrial
 
 
-def optuna_space(space: SearchSpace, cell_ids: list[str], target: str):
+def optuna_space(space: SearchSpace, cell_ids: list[str], target: str, model: str | None = None):
+    """The searcher's distributions for cells of `target` and base model `model` (one run's: `stage2_runs`)."""
     import optuna.distributions as d
 
     return {"cell": d.CategoricalDistribution(cell_ids),
-            "learning_rate": space.training_for(target).learning_rate.optuna_distribution()}
+            "learning_rate": space.training_for(target, model).learning_rate.optuna_distribution()}
 
 
-def enqueued_points(space: SearchSpace, cell_ids: list[str], target: str) -> list[dict[str, Any]]:
-    return space.training_for(target).learning_rate.enqueued_points(cell_ids, space.search.trials_per_cell)
+def enqueued_points(space: SearchSpace, cell_ids: list[str], target: str, model: str | None = None
+                    ) -> list[dict[str, Any]]:
+    return space.training_for(target, model).learning_rate.enqueued_points(cell_ids, space.search.trials_per_cell)
 
 
 def optuna_storage(search_dir: Path):
@@ -138,14 +142,22 @@ def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir:
         scored = {record.cell.id for record in done}
         records = _score_retrieval([c for c in cells if c.id not in scored], space, encoders, listener)
     else:
-        records = _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop or StopRequest(),
-                        list(done), round_no)
+        records, stop = [], stop or StopRequest()
+        for run_name, models in space.stage2_runs(target):
+            run_cells = [c for c in cells if c.base_model.name in models]
+            if not run_cells:  # a budgeted round without this group's cells
+                continue
+            ids = {c.id for c in run_cells}
+            records += _tune(target, run_cells, space, encoders, search_dir, storage_path, listener, stop,
+                             [r for r in done if r.cell.id in ids], round_no, run_name)
     listener.target_finished(target, [*done, *records])  # the selected trial of a cell may be an earlier one
     return records
 
 
 def _tune(target, cells, space, encoders, search_dir, storage_path, listener, stop, done,
-          round_no: int = 1) -> list[TrialRecord]:
+          round_no: int = 1, run_name: str | None = None) -> list[TrialRecord]:
+    """One Tune run (`run_name`, default the target's): `cells`, of base models that share their settings and
+    resources for the target (`SearchSpace.stage2_runs`)."""
     import warnings
 
     import optuna
@@ -154,9 +166,12 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
 
     from xgrid.search.cell_search import CellOptunaSearch
 
+    model = cells[0].base_model.name  # any of the run's models: they share settings and resources
+    settings, resources = space.training_for(target, model), space.resources_for(model)
     cell_ids = [c.id for c in cells]
-    points = enqueued_points(space, cell_ids, target)
-    run_name = target if round_no == 1 else f"{target}.r{round_no}"
+    points = enqueued_points(space, cell_ids, target, model)
+    run_name = run_name or target
+    run_name = run_name if round_no == 1 else f"{run_name}.r{round_no}"
     storage, study_name = optuna_storage(search_dir), f"{space.name}.{run_name}"
     # Enqueued on the study itself: Ray's points_to_evaluate insists on every parameter, while Optuna lets an
     # enqueued trial fix the cell and leave the learning rate to the sampler. The searcher then opens the same
@@ -170,18 +185,17 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     queue = resume_queue(study, study_name, points, done, space.search.trials_per_cell, search_dir)
     if queue.nothing_to_run:
         return []
-    scheduler = make_scheduler(space.search.scheduler, selection_metric(space), space.training_for(target).epochs,
+    scheduler = make_scheduler(space.search.scheduler, selection_metric(space), settings.epochs,
                                space.search.grace_period,
                                space.search.reduction_factor)
     stopped = scheduler.stopped_early if isinstance(scheduler, PerCellScheduler) else set()
     by_id = {c.id: c for c in cells}
-    searcher = CellOptunaSearch(space=optuna_space(space, cell_ids, target), metric=selection_metric(space), mode="max",
+    searcher = CellOptunaSearch(space=optuna_space(space, cell_ids, target, model), metric=selection_metric(space), mode="max",
                                 storage=storage, study_name=study_name, seed=space.search.sampler_seed,
                                 cells=by_id, stopped_early=stopped)
     events = TuneEvents(by_id, listener, stopped, stop)
     setup = TrialSetup(space, by_id, encoders, storage_path,
-                       resume_from=_earlier_checkpoints(queue, by_id, storage_path, target) or None)
-    resources = space.resources
+                       resume_from=_earlier_checkpoints(queue, by_id, storage_path, run_name) or None)
     inline = not uses_ray_train(resources)
     # An inline trial computes in its own process, so it holds its CPUs. A ray_train trial only drives a
     # TorchTrainer whose workers hold the CPUs/GPUs: any CPU fraction for the driver would leave 2 workers x 1 CPU
@@ -216,7 +230,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     return list(events.records.values())
 
 
-def _earlier_checkpoints(queue, cells: dict[str, Cell], storage_path: str, target: str) -> dict[str, str]:
+def _earlier_checkpoints(queue, cells: dict[str, Cell], storage_path: str, run_name: str) -> dict[str, str]:
     """A trial the dead driver left unfinished runs again from the last checkpoint of its earlier attempt: in
     its Tune trial folder (inline trials) or its TorchTrainer's run folder (ray_train trials). Only a local
     storage path is searched (a trial's checkpoints on s3:// are not listed here: such a trial starts over)."""
@@ -229,7 +243,7 @@ def _earlier_checkpoints(queue, cells: dict[str, Cell], storage_path: str, targe
 
     def folders(cell_id: str, trial_id: str) -> list[Path]:
         name = trial_name(cells[cell_id], trial_id)
-        return [Path(storage_path) / target / name, Path(storage_path) / f"stage2-{name}"]
+        return [Path(storage_path) / run_name / name, Path(storage_path) / f"stage2-{name}"]
 
     found = earlier_checkpoints(queue, lambda c, t: folders(c, t) if c in cells else [], latest_checkpoint_in)
     return {TrialSetup.resume_key(cell_id, rate): path for (cell_id, rate), path in found.items()}
@@ -238,8 +252,9 @@ def _earlier_checkpoints(queue, cells: dict[str, Cell], storage_path: str, targe
 @ray.remote
 def _retrieval_eval(cell: Cell, space: SearchSpace, encoder: str) -> dict[str, Any]:
     # Nothing is trained: the learning rate only fills the request's hyper-parameters.
-    request = stage2_request(cell, space.training_for(cell.target).learning_rate.fixed_value(), space, encoder)
-    result = run_inline(request, space.resources)
+    model = cell.base_model.name
+    request = stage2_request(cell, space.training_for(cell.target, model).learning_rate.fixed_value(), space, encoder)
+    result = run_inline(request, space.resources_for(model))
     return result.flat_metrics() | {SECONDS: result.seconds, EPOCH: 0}
 
 
@@ -249,7 +264,7 @@ def _score_retrieval(cells, space, encoders, listener) -> list[TrialRecord]:
     for cell in cells:
         record = TrialRecord(f"retrieval-{cell.id}", cell, None)
         listener.trial_started(record)
-        ref = _retrieval_eval.options(num_cpus=space.resources.cpus_per_worker, name=f"retrieval-{trial_name(cell, 'eval')}"
+        ref = _retrieval_eval.options(num_cpus=space.resources_for(cell.base_model.name).cpus_per_worker, name=f"retrieval-{trial_name(cell, 'eval')}"
                                       ).remote(cell, space, encoders[cell.stage1_key])
         pending[ref] = record
     while pending:

@@ -273,8 +273,10 @@ def _planned_targets(plan: dict[str, Any], space: SearchSpace) -> list[TargetSta
     for name in order:
         fmt = cells[name][0].get(schema.TARGET_FORMAT_TAG, "?")
         trains = _trains(fmt)
-        n = space.trials_per_cell(name) if trains is not False else 1
-        targets.append(TargetStatus(name, fmt, trains, len(cells[name]), n, n * len(cells[name])))
+        # Per cell: a base model may search its own learning rates (`model_overrides`), or fix one.
+        per_cell = [space.trials_per_cell(name, c.get(schema.BASE_MODEL_TAG)) if trains is not False else 1
+                    for c in cells[name]]
+        targets.append(TargetStatus(name, fmt, trains, len(cells[name]), max(per_cell), sum(per_cell)))
     return targets
 
 
@@ -399,17 +401,17 @@ def _read_optuna(search_dir: Path, space: SearchSpace) -> dict[str, list[_Trial]
     found: dict[str, list[_Trial]] = {}
     try:
         names = set(optuna.get_all_study_names(storage))
-        for target in space.targets:
-            study_name = f"{space.name}.{target}"
+        for target, run_name, models in [(t, r, m) for t in space.targets for r, m in space.stage2_runs(t)]:
+            study_name = f"{space.name}.{run_name}"
             if study_name not in names:
                 continue  # not started (or a retrieval target: it has no study)
-            trials = found[target] = []
+            trials = found.setdefault(target, [])
+            epochs = space.training_for(target, models[0]).epochs  # one horizon per run (`stage2_runs`)
             for t in storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False):
                 if t.state == TrialState.WAITING:
                     continue
                 steps = t.intermediate_values
                 if t.state == TrialState.COMPLETE:
-                    epochs = space.training_for(target).epochs
                     status = COMPLETED if not steps or max(steps) >= epochs else STOPPED
                 else:
                     status = {TrialState.RUNNING: RUNNING_TRIAL, TrialState.PRUNED: STOPPED}.get(t.state, FAILED_TRIAL)

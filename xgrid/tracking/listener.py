@@ -220,7 +220,7 @@ class TrackingListener(SearchListener):
 
     # --- stage 1 --------------------------------------------------------------------------------------------
     def stage1_started(self, job: Stage1Job) -> None:
-        training = self.space.intermediate_training
+        training = self.space.intermediate_training_for(job.base_model.name)
         self._start(f"stage1:{job.key}", f"stage1-{job.intermediate}-s{job.seed}",
                     {schema.STAGE: schema.STAGE1} | job.tags(),
                     {schema.LEARNING_RATE: str(training.learning_rate)} | _hparams("", training))
@@ -244,7 +244,9 @@ class TrackingListener(SearchListener):
     # --- stage 2 and retrieval ------------------------------------------------------------------------------
     def trial_started(self, record: TrialRecord) -> None:
         cell, stage = record.cell, record.stage
-        target, intermediate = self.space.training_for(cell.target), self.space.intermediate_training
+        model = cell.base_model.name
+        target = self.space.training_for(cell.target, model)
+        intermediate = self.space.intermediate_training_for(model)
         # A retrieval evaluation trains nothing on the target: no learning rate, no target training settings.
         params = ({schema.LEARNING_RATE: str(record.learning_rate)} | _hparams("", target)
                   if stage == schema.STAGE2 else {})
