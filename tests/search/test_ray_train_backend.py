@@ -110,3 +110,33 @@ def test_fsdp2_stage2_completes_when_an_earlier_epoch_is_selected(tmp_path, regi
     assert earlier, [(r.learning_rate, r.metrics["best.english_dev"], r.metrics["select.english_dev"]) for r in records]
     for record in earlier:
         assert 0 <= record.metrics["f1.xa"] <= 100  # scored on the test split after the reload
+
+
+@pytest.mark.slow  # ~3 min: stage 1 and stage 2 as TorchTrainers of two gloo workers
+def test_fsdp2_with_activation_checkpointing_trains_stage1_and_stage2_and_reloads_an_earlier_epoch(tmp_path, registry):
+    """Issue 13's memory options on CPU/gloo: FSDP2 + activation checkpointing (+ the mixed-precision and offload
+    code paths' fp32/CPU case) trains an intermediate checkpoint, fine-tunes from it and from the baseline, and
+    the trials whose English dev peaked early reload that epoch for the test split."""
+    space = parse_space({
+        "name": "it-fsdp-ac",
+        "base_models": [{"name": "tiny"}],
+        "intermediates": ["none", "mb_chunk"],
+        "targets": ["mb_udpos"],
+        "seeds": [0],
+        "intermediate_training": {"learning_rate": 0.003, "epochs": 1, "max_length": 48, "max_train_examples": 120,
+                                  "max_eval_examples": 40},
+        "target_training": {"learning_rate": {"values": [0.005, 0.01]}, "epochs": 4, "max_length": 48,
+                            "max_train_examples": 120, "max_eval_examples": 40},
+        "search": {"trials_per_cell": 2, "scheduler": "none"},
+        "resources": {"workers_per_trial": 2, "cpus_per_worker": 1, "max_concurrent_trials": 1, "strategy": "fsdp",
+                      "trial_backend": "ray_train", "activation_checkpointing": True, "cpu_offload": True},
+    }, registry)
+    outcome, _ = tracked_search(space, registry, tmp_path)
+    assert outcome.stage1_trained == 1
+    records = outcome.records["mb_udpos"]
+    assert len(records) == 4 and all(r.status == "completed" for r in records), [r.error for r in records]
+    assert {r.cell.intermediate for r in records} == {"none", "mb_chunk"}
+    earlier = [r for r in records if r.metrics["best.english_dev"] > r.metrics["select.english_dev"]]
+    assert earlier, [(r.learning_rate, r.metrics["best.english_dev"], r.metrics["select.english_dev"]) for r in records]
+    for record in records:
+        assert 0 <= record.metrics["f1.xa"] <= 100

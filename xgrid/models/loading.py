@@ -43,7 +43,9 @@ def load_tokenizer(source: str | Path) -> Any:
     return tokenizer
 
 
-def load_encoder(source: str | Path, dtype: torch.dtype | None = None) -> torch.nn.Module:
+def load_encoder(source: str | Path, dtype: torch.dtype | None = None, empty: bool = False) -> torch.nn.Module:
+    """The encoder with its weights; `empty`: its shape only, on the meta device (no weights read or memory
+    allocated), for an FSDP rank that receives its shards from rank 0 (`ray_context.shard_loaded_once`)."""
     import torch
     import transformers
     from transformers import AutoConfig, AutoModel
@@ -55,11 +57,13 @@ def load_encoder(source: str | Path, dtype: torch.dtype | None = None) -> torch.
     if class_name and dtype == torch.float16:
         raise ValueError(f"{source}: {config.model_type} encoders overflow in float16 (NaN activations); "
                          "use bfloat16 on GPUs (precision: bf16) or float32")
-    if class_name:
-        return getattr(transformers, class_name).from_pretrained(str(source), **kwargs)
     if config.model_type in POOLER_FAMILIES:
         kwargs["add_pooling_layer"] = False
-    return AutoModel.from_pretrained(str(source), **kwargs)
+    model_class = getattr(transformers, class_name) if class_name else AutoModel
+    if empty:
+        with torch.device("meta"):
+            return model_class(config) if class_name else AutoModel.from_config(config, **kwargs)
+    return model_class.from_pretrained(str(source), **kwargs)
 
 
 # --- checking a source before a run (pre-flight) ----------------------------------------------------------------

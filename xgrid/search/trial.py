@@ -25,7 +25,7 @@ def limit_threads(resources: Resources) -> None:
 def inline_context(resources: Resources, reporter: Callable[[dict[str, Any]], None] | None = None,
                    checkpoints: CheckpointSink | None = None) -> LocalContext:
     limit_threads(resources)
-    return LocalContext(reporter, checkpoints=checkpoints)
+    return LocalContext(reporter, checkpoints=checkpoints, activation_checkpointing=resources.activation_checkpointing)
 
 
 def run_inline(request: PhaseRequest, resources: Resources,
@@ -58,7 +58,9 @@ def ray_train_worker(config: dict[str, Any]) -> None:
 
     resources: Resources = config["resources"]
     limit_threads(resources)
-    ctx = RayTrainContext(resources.strategy, checkpointing=bool(config.get("checkpointing")))
+    ctx = RayTrainContext(resources.strategy, checkpointing=bool(config.get("checkpointing")),
+                          activation_checkpointing=resources.activation_checkpointing,
+                          cpu_offload=resources.cpu_offload, precision=resources.precision)
     if config.get("store_key") is None:
         run_phase(config["request"], ctx)
         return

@@ -20,6 +20,9 @@ class TrainContext(Protocol):
     device: torch.device
     # Whether the phase should write a checkpoint at the end of every epoch (someone keeps it for a retry).
     checkpointing: bool
+    # Whether this process reads the encoder's weights (False: it builds the shape on the meta device and `wrap`
+    # fills it, e.g. an FSDP rank other than 0).
+    loads_weights: bool
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module: ...
 
@@ -47,6 +50,25 @@ class TrainContext(Protocol):
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> torch.nn.Module:
+    """`resources.activation_checkpointing`: the encoder (a PhaseModel's) recomputes each transformer block's
+    activations in backward instead of keeping them (Hugging Face's gradient checkpointing, non-reentrant, which
+    FSDP2 and DDP both accept). Applied before any wrapping; a no-op outside training mode (evaluation keeps
+    nothing to recompute)."""
+    encoder = getattr(model, "encoder", model)
+    if not getattr(encoder, "supports_gradient_checkpointing", False):
+        raise ValueError(f"resources.activation_checkpointing: {type(encoder).__name__} does not support "
+                         "activation checkpointing (gradient checkpointing in Hugging Face's terms); turn it off")
+    # transformers 5 renamed it (the old name warns until v6); both checkpoint each block's `forward`, so module hooks
+    # such as FSDP2's run once, outside the recomputation.
+    enable = getattr(encoder, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
 
 
 class CheckpointSink(Protocol):
@@ -91,18 +113,22 @@ class LocalContext:
 
     rank = 0
     world_size = 1
+    loads_weights = True
 
     def __init__(self, reporter: Callable[[dict[str, Any]], None] | None = None, device: str = "cpu",
-                 checkpoints: CheckpointSink | None = None):
+                 checkpoints: CheckpointSink | None = None, activation_checkpointing: bool = False):
         self.device = torch.device(device)
         self._reporter = reporter
         self._checkpoints = checkpoints
+        self.activation_checkpointing = activation_checkpointing
 
     @property
     def checkpointing(self) -> bool:
         return self._checkpoints is not None
 
     def wrap(self, model):
+        if self.activation_checkpointing:
+            enable_activation_checkpointing(model)
         return model.to(self.device)
 
     def loader(self, dataset, batch_size, shuffle, collate, seed):

@@ -157,9 +157,10 @@ def run_phase(request: PhaseRequest, ctx: TrainContext | None = None) -> PhaseRe
     started = time.perf_counter()
     seed_everything(request.seed)
     tokenizer = load_tokenizer(request.encoder_source)
-    encoder = load_encoder(request.encoder_source)
     if is_retrieval_target(request) and not request.train_tasks:
-        return _score_retrieval(request, encoder, tokenizer, ctx, started)
+        return _score_retrieval(request, load_encoder(request.encoder_source), tokenizer, ctx, started)
+    # Under FSDP only rank 0 reads the weights; the others build the shape and receive their shards (`ctx.wrap`).
+    encoder = load_encoder(request.encoder_source, empty=not getattr(ctx, "loads_weights", True))
     return _Trainer(request, encoder, tokenizer, ctx).run(started)
 
 
@@ -456,7 +457,11 @@ class _Trainer:
         out = Path(self.req.output_dir)
         if self.ctx.rank == 0:
             encoder = unwrap(self.model).encoder
-            encoder_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+            # Stored in the training dtype: a bf16 run keeps bf16 weights (half the store: 21 GB, not 43, per
+            # XXL checkpoint), which the next stage loads back into fp32 master weights.
+            dtype = torch.bfloat16 if self.req.hparams.precision == "bf16" else None
+            encoder_state = {k.removeprefix("encoder."): (v.to(dtype) if dtype and v.is_floating_point() else v)
+                             for k, v in state.items() if k.startswith("encoder.")}
             out.mkdir(parents=True, exist_ok=True)
             encoder.save_pretrained(out, state_dict=encoder_state, safe_serialization=True)
             self.tokenizer.save_pretrained(out)

@@ -8,11 +8,16 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
-from xgrid.training.context import unwrap
+from xgrid.training.context import enable_activation_checkpointing, unwrap
 
 
 class RayTrainContext:
-    def __init__(self, strategy: str = "ddp", checkpointing: bool = False):
+    """`activation_checkpointing`, `cpu_offload` and `precision` are the trial's `resources`: under FSDP2, bf16
+    means a mixed-precision policy (bf16 compute and all-gathers, fp32 sharded master weights and gradient
+    reduction) and `cpu_offload` FSDP2's CPUOffloadPolicy."""
+
+    def __init__(self, strategy: str = "ddp", checkpointing: bool = False, activation_checkpointing: bool = False,
+                 cpu_offload: bool = False, precision: str = "fp32"):
         import ray.train
         import ray.train.torch
 
@@ -22,12 +27,23 @@ class RayTrainContext:
         self.device = ray.train.torch.get_device()
         self.strategy = strategy
         self.checkpointing = checkpointing
+        self.activation_checkpointing = activation_checkpointing
+        self.cpu_offload = cpu_offload
+        self.precision = precision
+
+    @property
+    def loads_weights(self) -> bool:
+        """Whether this rank reads the encoder's weights: under FSDP only rank 0 does, and sends each rank its
+        shards (`shard_loaded_once`), so 8 ranks of XXL hold one full copy in host memory, not eight."""
+        return self.strategy != "fsdp" or self.rank == 0
 
     def wrap(self, model):
         import ray.train.torch
 
+        if self.activation_checkpointing:
+            enable_activation_checkpointing(model)
         if self.strategy == "fsdp":
-            return _fully_shard(model.to(self.device))
+            return shard_loaded_once(model, self.device, self.precision, self.cpu_offload)
         # Several heads: each step trains only one of them, so DDP must tolerate parameters without grads.
         kwargs = {"find_unused_parameters": len(getattr(model, "heads", ())) > 1}
         return ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kwargs)
@@ -138,14 +154,52 @@ def fsdp_load_full_state_dict(model: torch.nn.Module, state: dict[str, torch.Ten
                                                                             broadcast_from_rank0=True))
 
 
-def _fully_shard(model: torch.nn.Module) -> torch.nn.Module:
+def shard_loaded_once(model: torch.nn.Module, device: torch.device, precision: str = "fp32",
+                      cpu_offload: bool = False) -> torch.nn.Module:
+    """Collective: FSDP2-shard `model`, whose weights only rank 0 holds (the other ranks built it on the meta
+    device, its heads aside): every rank allocates its own shards, and rank 0's full state dict (parameters and
+    persistent buffers) and its non-persistent buffers (position ids) are broadcast into them. Offloaded
+    parameters stay in host memory: FSDP2 moves each block's to the GPU for its compute."""
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    on_meta = any(p.is_meta for p in model.parameters())
+    full = {} if on_meta else model.state_dict()  # rank 0: its loaded weights, on the CPU where they were read
+    home = torch.device("cpu") if cpu_offload else device
+    if not on_meta:
+        model = model.to(home)
+    model = _fully_shard(model, precision=precision, cpu_offload=cpu_offload)
+    if on_meta:
+        model.to_empty(device=home)
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    for buffer in model.buffers():  # FSDP2 does not shard buffers: each rank keeps them whole
+        dist.broadcast(buffer, src=0)
+    return model
+
+
+def fsdp_options(precision: str = "fp32", cpu_offload: bool = False) -> dict:
+    """`fully_shard` keyword arguments for a trial's precision and offload."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy
+
+    options: dict = {}
+    if precision == "bf16":
+        # Parameters all-gathered and computed in bf16 (half the traffic and the gathered memory of fp32); the
+        # sharded master copy, the optimizer step and the gradient reduce-scatter stay fp32.
+        options["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    if cpu_offload:
+        options["offload_policy"] = CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
+    return options
+
+
+def _fully_shard(model: torch.nn.Module, precision: str = "fp32", cpu_offload: bool = False) -> torch.nn.Module:
     """FSDP2: shard every transformer block (HF names them *Layer / *Block), then the whole model, so only one
     block's parameters are gathered at a time."""
     from torch.distributed.fsdp import fully_shard
 
+    options = fsdp_options(precision, cpu_offload)
     for module in list(model.encoder.modules()):
         name = type(module).__name__
         if (name.endswith("Layer") or name.endswith("Block")) and module is not model.encoder:
-            fully_shard(module)
-    fully_shard(model)
+            fully_shard(module, **options)
+    fully_shard(model, **options)
     return model
