@@ -364,6 +364,14 @@ class Resources(Strict):
             raise ValueError("cpu_offload is FSDP2's parameter offload: it needs strategy fsdp")
         return self
 
+    @property
+    def uses_ray_train(self) -> bool:
+        """`auto`: a single CPU worker runs in the trial's own process (no TorchTrainer start-up, see README);
+        several workers, GPUs or FSDP go through a TorchTrainer."""
+        if self.trial_backend != "auto":
+            return self.trial_backend == "ray_train"
+        return self.workers_per_trial > 1 or self.gpus_per_worker > 0 or self.strategy == "fsdp"
+
 
 def _local_folder(value: str) -> str:
     """A `local_paths` value: a folder on a file system, made absolute where the space is read, so that a Ray

@@ -93,3 +93,29 @@ def test_work_is_split_by_base_model(registry, local_model):
     assert sum(m.stage2_example_passes for m in cost.models) == cost.stage2_example_passes
     assert cost.models[0].stage1_example_passes == cost.models[1].stage1_example_passes > 0
     assert cost.complete
+
+
+def test_trials_that_start_a_torch_trainer_are_charged_its_start_up(registry):
+    """Issue 13: the CPU estimate of a ray_train space was 9-50x below its measured wall: a TorchTrainer per trial
+    costs ~22 s of start-up on 2 CPUs (benchmarks/trial_overhead.py), and a trial of 2 workers x 1 CPU takes both
+    CPUs, so such trials run one at a time."""
+    from xgrid.planning.cost import TINY_TRIAL_OVERHEAD_S, TORCH_TRAINER_OVERHEAD_S
+
+    base = {"name": "rt", "base_models": [{"name": "tiny"}], "intermediates": ["none", "mb_chunk"],
+            "targets": ["mb_udpos", "mb_tatoeba"], "seeds": [0],
+            "intermediate_training": {"learning_rate": 3e-3, "epochs": 1, "max_train_examples": 200},
+            "target_training": {"learning_rate": {"values": [3e-3, 1e-2]}, "epochs": 2, "max_train_examples": 150},
+            "search": {"trials_per_cell": 2}, "resources": {"max_concurrent_trials": 2}}
+
+    def model_seconds(resources):
+        space = parse_space(base | {"resources": base["resources"] | resources}, registry)
+        (model,) = estimate(build_plan(space, registry)).models
+        return model.cpu_seconds
+
+    inline = model_seconds({})
+    forced = model_seconds({"trial_backend": "ray_train"})
+    two_workers = model_seconds({"workers_per_trial": 2})
+    # 1 stage-1 job + 4 trials start a TorchTrainer each; the 2 retrieval evaluations stay inline
+    extra = 5 * (TORCH_TRAINER_OVERHEAD_S - TINY_TRIAL_OVERHEAD_S) / 2  # 2 slots: 1-CPU trials two at a time
+    assert forced == pytest.approx(inline + extra)
+    assert two_workers > forced  # 2 workers x 1 CPU take both CPUs: one trial at a time

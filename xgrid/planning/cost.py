@@ -38,6 +38,9 @@ TINY_TRIAL_OVERHEAD_S = 0.9
 # not charge: a space with a QA target on the tiny model takes longer than estimated).
 TINY_STAGE1_EXAMPLES_PER_S = 640.0
 TINY_STAGE2_EXAMPLES_PER_S = 720.0
+# A trial or stage-1 job that is a TorchTrainer run (`trial_backend: ray_train`, several workers, FSDP) pays its
+# start-up instead: benchmarks/trial_overhead.py measured +21.75 s per trial on 2 CPUs (README, "Trial overhead").
+TORCH_TRAINER_OVERHEAD_S = 21.75
 TINY_TARGET_START_S = 5.0  # per target: its Tuner, its Optuna study, the first trial's actor
 TINY_SEARCH_START_S = 14.0  # the process, local Ray, the MLflow store, the tiny model; the end-of-search report
 H100_BF16_PEAK_FLOPS = 989e12
@@ -189,7 +192,10 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
     for base in space.base_models:
         # Each base model with its own settings and resources (`model_overrides`), each target with its own
         # protocol (`target_overrides`): epochs, caps and whether its rate is searched.
-        slots = max(1, min(space.resources_for(base.name).max_concurrent_trials, CPU_SLOTS))
+        resources = space.resources_for(base.name)
+        # What runs at once on 2 CPUs: a trial of W workers x c CPUs takes W*c of them.
+        per_trial_cpus = max(1, int(resources.workers_per_trial * resources.cpus_per_worker))
+        slots = max(1, min(resources.max_concurrent_trials, CPU_SLOTS // per_trial_cpus))
         stage1_settings = space.intermediate_training_for(base.name)
         jobs = [j for j in to_train if j.base_model == base]
         cells = [c for c in plan.cells if c.base_model == base]
@@ -205,9 +211,11 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
         if s1 is None or s2 is None:
             cost.reason = "its training size is unknown"
         elif base.source == EMBEDDED_TINY:
-            units = cost.stage1_to_train + cost.stage2_trials + cost.retrieval_evals
-            cost.cpu_seconds = (units * TINY_TRIAL_OVERHEAD_S + s1 / TINY_STAGE1_EXAMPLES_PER_S
-                                + s2 / TINY_STAGE2_EXAMPLES_PER_S) / slots
+            trained_units = cost.stage1_to_train + cost.stage2_trials
+            # Retrieval evaluations always run inline (a Ray task); the others start a TorchTrainer if they use one.
+            per_unit = TORCH_TRAINER_OVERHEAD_S if resources.uses_ray_train else TINY_TRIAL_OVERHEAD_S
+            cost.cpu_seconds = (trained_units * per_unit + cost.retrieval_evals * TINY_TRIAL_OVERHEAD_S
+                                + s1 / TINY_STAGE1_EXAMPLES_PER_S + s2 / TINY_STAGE2_EXAMPLES_PER_S) / slots
         else:
             cost.params, cost.reason = model_params(base.source)
             if cost.params is not None:

@@ -27,8 +27,5 @@ class SearchOptions:
 
 
 def uses_ray_train(resources: Resources) -> bool:
-    """`auto`: a single CPU worker runs in the trial's own process (no TorchTrainer start-up, see README);
-    several workers, GPUs or FSDP go through a TorchTrainer."""
-    if resources.trial_backend != "auto":
-        return resources.trial_backend == "ray_train"
-    return resources.workers_per_trial > 1 or resources.gpus_per_worker > 0 or resources.strategy == "fsdp"
+    """Whether a trial with these resources is a TorchTrainer run (`Resources.uses_ray_train`)."""
+    return resources.uses_ray_train
