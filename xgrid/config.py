@@ -509,10 +509,8 @@ class SearchSpace(Strict):
         problems = []
         for model in self.base_models:
             name = model.name
-            try:
-                workers = self.resources_for(name).workers_per_trial
-            except ValidationError:  # a bad resources override has its own error
-                continue
+            # Runs after `_model_overrides_name_models`, so every model's merged resources are valid here.
+            workers = self.resources_for(name).workers_per_trial
             if workers <= 1:
                 continue
             own = self.model_overrides.get(name)

@@ -19,6 +19,7 @@ from xgrid.search import stage2
 from xgrid.spaces import SPACES_DIR
 from xgrid.tracking import open_writer
 from xgrid.tracking.listener import TrackingListener
+from tests.search.helpers import scheduler_horizons
 from tests.tracking.memory import memory_backend  # noqa: F401
 
 BASE = {"name": "mo", "base_models": [{"name": "small"}, {"name": "large"}], "intermediates": ["none", "mb_chunk"],
@@ -84,23 +85,9 @@ def test_each_models_run_has_its_own_distribution_and_horizon(plans, monkeypatch
     assert stage2.optuna_space(space, ids, "mb_udpos", "large")["learning_rate"] == d.CategoricalDistribution([1e-5])
     assert stage2.optuna_space(space, ids, "mb_udpos", "small")["learning_rate"] == d.CategoricalDistribution(
         [1e-3, 2e-3, 3e-3])
-    seen = []
-
-    def scheduler(kind, metric, epochs, grace, factor):
-        seen.append(epochs)
-        raise _Stop
-
-    monkeypatch.setattr(stage2, "make_scheduler", scheduler)
-    for model in ("small", "large"):
-        cells = [c for c in plan.cells_for("mb_udpos") if c.base_model.name == model]
-        with pytest.raises(_Stop):
-            stage2._tune("mb_udpos", cells, space, {}, tmp_path, str(tmp_path / "ray"), None, stage2.StopRequest(), [],
-                         run_name=f"mb_udpos.{model}")
-    assert seen == [3, 2]
-
-
-class _Stop(Exception):
-    pass
+    runs = [("mb_udpos", [c for c in plan.cells_for("mb_udpos") if c.base_model.name == model], f"mb_udpos.{model}")
+            for model in ("small", "large")]
+    assert scheduler_horizons(monkeypatch, tmp_path, space, runs) == [3, 2]
 
 
 def test_the_dry_run_shows_each_models_row_and_batch(plans, registry):

@@ -16,6 +16,7 @@ from xgrid.search import stage2
 from xgrid.spaces import SPACES_DIR
 from xgrid.tracking import open_writer
 from xgrid.tracking.listener import TrackingListener
+from tests.search.helpers import scheduler_horizons
 from tests.tracking.memory import memory_backend  # noqa: F401
 
 SHARED = {"learning_rate": 1e-3, "epochs": 2, "max_length": 48, "batch_size": 16, "max_train_examples": 100}
@@ -132,22 +133,8 @@ def test_optuna_distribution_and_queue_per_target(plans):
 def test_the_scheduler_runs_to_the_targets_epochs(monkeypatch, tmp_path, plans):
     """`_tune` hands each target's own epoch count to the scheduler (ASHA's max_t)."""
     _, plan = plans
-    seen = []
-
-    def scheduler(kind, metric, epochs, grace, factor):
-        seen.append(epochs)
-        raise _Stop
-
-    monkeypatch.setattr(stage2, "make_scheduler", scheduler)
-    for target in ("mb_udpos", "mb_xnli"):
-        with pytest.raises(_Stop):
-            stage2._tune(target, plan.cells_for(target), plan.space, {}, tmp_path, str(tmp_path / "ray"), None,
-                         stage2.StopRequest(), [])
-    assert seen == [10, 2]
-
-
-class _Stop(Exception):
-    pass
+    runs = [(target, plan.cells_for(target), None) for target in ("mb_udpos", "mb_xnli")]
+    assert scheduler_horizons(monkeypatch, tmp_path, plan.space, runs) == [10, 2]
 
 
 # --- tracking -----------------------------------------------------------------------------------------------

@@ -16,3 +16,27 @@ def tracked_search(space, registry, root, listeners=(), **options):
     return outcome, tracker
 
 
+
+
+def scheduler_horizons(monkeypatch, tmp_path, space, runs) -> list[int]:
+    """The epochs (ASHA's max_t) `stage2._tune` hands its scheduler for each `(target, cells, run name)` of `runs`;
+    each Tuner is stopped there, before anything runs."""
+    import pytest
+
+    from xgrid.search import stage2
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def scheduler(kind, metric, epochs, grace, factor):
+        seen.append(epochs)
+        raise Stop
+
+    monkeypatch.setattr(stage2, "make_scheduler", scheduler)
+    for target, cells, run_name in runs:
+        with pytest.raises(Stop):
+            stage2._tune(target, cells, space, {}, tmp_path, str(tmp_path / "ray"), None, stage2.StopRequest(), [],
+                         run_name=run_name)
+    return seen

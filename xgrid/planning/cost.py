@@ -188,6 +188,7 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
         return sum(min(s, cap) if cap else s for s in sizes) * settings.epochs
 
     to_train = [j for j in plan.trained_jobs if not (has and has(j.key))]
+    eval_size = EvalSizes(load)  # shared by every base model: each split counted once
     models = []
     for base in space.base_models:
         # Each base model with its own settings and resources (`model_overrides`), each target with its own
@@ -220,7 +221,8 @@ def estimate(plan: Plan, has: Callable[[str], bool] | None = None) -> Cost:
             cost.params, cost.reason = model_params(base.source)
             if cost.params is not None:
                 tokens = s1 * stage1_settings.max_length + s2_tokens
-                cost.eval_tokens, cost.eval_left_out = _eval_tokens(plan, jobs, cells, stage1_settings, settings)
+                cost.eval_tokens, cost.eval_left_out = _eval_tokens(plan, eval_size, jobs, cells, stage1_settings,
+                                                                    settings)
                 if cost.eval_left_out:
                     notes.append(f"{base.name}: evaluation passes not counted for {', '.join(cost.eval_left_out)} "
                                  "(no declared dev/test size; max_eval_examples bounds them)")
@@ -263,12 +265,12 @@ class EvalSizes:
         return min(self._counted[key], cap) if cap else self._counted[key]
 
 
-def _eval_tokens(plan: Plan, jobs, cells, stage1_settings, settings) -> tuple[int, tuple[str, ...]]:
+def _eval_tokens(plan: Plan, eval_size: "EvalSizes", jobs, cells, stage1_settings,
+                 settings) -> tuple[int, tuple[str, ...]]:
     """Evaluation tokens (forward passes) of a model's stage-1 jobs and cells, where their sizes are known or
     bounded, and what is left out. Stage 1 scores each task's English dev every epoch; a trained cell scores its
     target's dev in every evaluated language every epoch, then the test split for each selected epoch; a
     retrieval cell embeds its test split once."""
-    eval_size = EvalSizes(LoadContext(microbench_seed=plan.space.microbench_seed))
     counted, left_out = 0, []
     for job in jobs:
         sizes = [eval_size(t, "en", "dev", stage1_settings.max_eval_examples) for t in job.task_specs]

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xgrid.config import Resources
 from xgrid.events import SearchListener
 
 
@@ -25,7 +24,3 @@ class SearchOptions:
     def store(self) -> str:
         return self.store_root or str((self.output_root / "store").absolute())
 
-
-def uses_ray_train(resources: Resources) -> bool:
-    """Whether a trial with these resources is a TorchTrainer run (`Resources.uses_ray_train`)."""
-    return resources.uses_ray_train

@@ -21,7 +21,6 @@ from xgrid.planning.plan import Plan, Stage1Job
 from xgrid.running.requests import base_model_source, stage1_request
 from xgrid.running.stage1_writer import read_summary, train_checkpoint
 from xgrid.running.store import CheckpointStore, CorruptCheckpoint
-from xgrid.search.options import uses_ray_train
 from xgrid.search.trial import inline_context, torch_trainer
 from xgrid.search.tune_events import short_error
 
@@ -58,7 +57,7 @@ def run_stage1(plan: Plan, store_root: str, storage_path: str, listener: SearchL
         resources = space.resources_for(model.name)
         if not jobs:
             continue
-        if uses_ray_train(resources):
+        if resources.uses_ray_train:
             outcomes += _run_with_trainers(jobs, space, resources, store, storage_path, listener)
         else:
             outcomes += _run_as_tasks(jobs, space, resources, store_root, listener)

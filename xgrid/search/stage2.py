@@ -24,7 +24,6 @@ from xgrid.events import SearchListener, TrialRecord
 from xgrid.planning.plan import Cell, Plan
 from xgrid.running.requests import stage2_request
 from xgrid.search.interrupt import SearchInterrupted, StopOnRequest, StopRequest
-from xgrid.search.options import uses_ray_train
 from xgrid.search.resume import resume_queue
 from xgrid.search.schedulers import PerCellScheduler, make_scheduler
 from xgrid.search.trial import run_inline, torch_trainer
@@ -72,7 +71,7 @@ def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     if resume:
         request = dataclasses.replace(request, resume_from=resume)
     resources = setup.space.resources_for(cell.base_model.name)
-    if not uses_ray_train(resources):
+    if not resources.uses_ray_train:
         # Every epoch's checkpoint goes to Tune; a retry after the trial's process died continues from the last.
         run_inline(request, resources, reporter=tune.report, checkpoints=TuneCheckpoints())
         return
@@ -196,7 +195,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     events = TuneEvents(by_id, listener, stopped, stop)
     setup = TrialSetup(space, by_id, encoders, storage_path,
                        resume_from=_earlier_checkpoints(queue, by_id, storage_path, run_name) or None)
-    inline = not uses_ray_train(resources)
+    inline = not resources.uses_ray_train
     # An inline trial computes in its own process, so it holds its CPUs. A ray_train trial only drives a
     # TorchTrainer whose workers hold the CPUs/GPUs: any CPU fraction for the driver would leave 2 workers x 1 CPU
     # unplaceable on 2 CPUs (a silent hang), and Tune rejects an empty request, so the driver asks for memory.
