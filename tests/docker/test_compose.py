@@ -180,7 +180,8 @@ def test_ray_nodes_reach_mlflow_and_minio(services):
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env)
     command = argv(services["mlflow"]["command"])
     assert command[command.index("--artifacts-destination") + 1] == "s3://mlflow-artifacts/"
-    assert command[command.index("--backend-store-uri") + 1].startswith("postgresql://")
+    # SQLAlchemy 2.1 maps a plain postgresql:// to psycopg 3; the URI names that driver, the one the image has.
+    assert command[command.index("--backend-store-uri") + 1].startswith("postgresql+psycopg://")
 
 
 # --- credentials -------------------------------------------------------------------------------------------
@@ -374,7 +375,11 @@ def test_mlflow_image_matches_client():
     server = dockerfile_args(text)["MLFLOW_VERSION"]
     client = importlib.metadata.version("mlflow")
     assert server.split(".")[:2] == client.split(".")[:2], (server, client)
-    assert "psycopg2" in text and "boto3" in text
+    # The driver the compose URI names (postgresql+psycopg://): psycopg 3, not psycopg2, which that URI never
+    # loads (and which a plain postgresql:// no longer loads under SQLAlchemy 2.1).
+    installs = " ".join(re.findall(r"pip install ([^\n\\]+)", text))
+    assert '"psycopg[binary]' in installs and "psycopg2" not in installs, installs
+    assert "boto3" in installs
     assert re.findall(r"^USER\s+(\S+)", text, re.M)[-1] not in {"root", "0"}
 
 
@@ -426,7 +431,12 @@ def test_interpolates_with_env_example_and_fails_without(resolved):
     assert int(resolved["services"]["ray-worker"]["deploy"]["replicas"]) >= 1
     assert re.fullmatch(r"\d+[kmg]?b?", str(resolved["services"]["ray-head"]["shm_size"]), re.I)
     uri = argv(resolved["services"]["mlflow"]["command"])
-    assert re.fullmatch(r"postgresql://[^:@/]+:[^:@/]+@postgres:5432/\w+", uri[uri.index("--backend-store-uri") + 1])
+    backend = uri[uri.index("--backend-store-uri") + 1]
+    assert re.fullmatch(r"postgresql\+psycopg://[^:@/]+:[^:@/]+@postgres:5432/\w+", backend)
+    # xgrid's own check of that URI (what `--tracking-uri postgresql+psycopg://...` runs) finds the driver here
+    from xgrid.tracking.mlflow_writer import check_sql_driver
+
+    check_sql_driver(backend)
     with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
         interpolate(COMPOSE.read_text(), {k: v for k, v in env_file(ENV_EXAMPLE).items() if k != "POSTGRES_PASSWORD"})
 

@@ -66,8 +66,10 @@ console = _console()
 err_console = _console(stderr=True)
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    for line in message.splitlines():
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    for line in message.splitlines():  # printed as written: `pip install 'psycopg[binary]'` is no markup tag
+        err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -26,7 +26,7 @@ def local_artifact_location(tracking_uri: str | None, experiment: str) -> str | 
     return folder.absolute().as_uri()
 
 
-# The tracking URI schemes MLflow's stores take (a `+driver` suffix, as in postgresql+psycopg2, is allowed).
+# The tracking URI schemes MLflow's stores take (a `+driver` suffix, as in postgresql+psycopg, is allowed).
 SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -48,7 +48,7 @@ def check_tracking_uri(tracking_uri: str | None, timeout: float = 5.0) -> None:
                             "postgresql://..., mysql://... or a folder")
     if scheme in ("http", "https"):
         try:
-            with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout):
+            with urllib.request.urlopen(_health_request(tracking_uri), timeout=timeout):
                 return
         except urllib.error.HTTPError:
             return  # something answers (a proxy asking for credentials, an old server): MLflow will tell
@@ -64,6 +64,70 @@ def check_tracking_uri(tracking_uri: str | None, timeout: float = 5.0) -> None:
             raise TrackingError(f"{existing} is a file, so the store's folder {folder} cannot be made")
         if scheme == "sqlite" and path.is_dir():
             raise TrackingError(f"{path} is a folder, not an SQLite database file")
+    if scheme in ("postgresql", "mysql", "mssql"):
+        check_sql_driver(tracking_uri)
+
+
+def _health_request(tracking_uri: str):
+    """The server's /health, asked with the URI's user and password (http://user:TOKEN@host) as basic auth, as
+    MLflow's own client sends them: urllib would take `user:TOKEN@host` for a host name."""
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(tracking_uri.rstrip("/"))
+    if parts.username is None and parts.password is None:
+        return f"{tracking_uri.rstrip('/')}/health"
+    netloc = parts.hostname or ""
+    netloc = f"[{netloc}]" if ":" in netloc else netloc
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, f"{parts.path}/health", "", ""))
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+
+
+# What to install for a SQLAlchemy database driver that is missing (`postgresql+DRIVER://`). A plain
+# `postgresql://` is SQLAlchemy's default driver: psycopg 3 under SQLAlchemy 2.1, psycopg2 under 2.0; xgrid's
+# documented form names the driver, `postgresql+psycopg://` (the `postgres` extra installs it).
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pg8000": "pg8000",
+                   "asyncpg": "asyncpg", "mysqldb": "mysqlclient", "pymysql": "pymysql",
+                   "mysqlconnector": "mysql-connector-python", "pyodbc": "pyodbc", "pymssql": "pymssql"}
+
+
+def check_sql_driver(tracking_uri: str) -> None:
+    """A database URI whose SQLAlchemy dialect or driver cannot be loaded here is a TrackingError naming the
+    driver and the package that provides it (MLflow itself would fail later, deep inside SQLAlchemy). The
+    caller prefixes the URI; every message is redacted where it is printed."""
+    try:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    except ImportError:  # MLflow's SQL stores need SQLAlchemy: without it MLflow says so itself
+        return
+    try:
+        dialect = make_url(tracking_uri).get_dialect()
+    except NoSuchModuleError:
+        backend, _, driver = tracking_uri.split("://", 1)[0].partition("+")
+        raise TrackingError(f"SQLAlchemy has no driver {driver!r} for {backend}: write {backend}://... for its "
+                            f"default driver or name an installed one (e.g. {_example(backend)})") from None
+    except (ArgumentError, ValueError) as err:  # ValueError: a port that is not a number
+        raise TrackingError(f"not a database URI SQLAlchemy can read ({str(err).splitlines()[0]})") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        package = DRIVER_PACKAGES.get(dialect.driver, dialect.driver)
+        named = "+" in tracking_uri.split("://", 1)[0]
+        which = (f"the database driver {dialect.driver!r} it names" if named else
+                 f"SQLAlchemy's default driver for {dialect.name}://, {dialect.driver!r},")
+        raise TrackingError(f"{which} is not installed here ({err}): pip install '{package}'") from None
+
+
+def _example(backend: str) -> str:
+    return {"postgresql": "postgresql+psycopg://USER@HOST:5432/DB, with pip install 'psycopg[binary]'",
+            "mysql": "mysql+pymysql://USER@HOST:3306/DB, with pip install pymysql",
+            "mssql": "mssql+pyodbc://USER@DSN, with pip install pyodbc"}.get(backend, f"{backend}+DRIVER://")
 
 
 # MLflow's HTTP client retries a request that gets no answer 7 times with a growing backoff and waits up to
