@@ -191,9 +191,12 @@ def ray_session(options: SearchOptions) -> Iterator[str | None]:
     Yields the dashboard URL (None when joining a cluster)."""
     import ray
 
+    from xgrid.search.ray_env import credentials_off_runtime_envs
+
     started, dashboard = start_ray(options)
     try:
-        yield dashboard
+        with credentials_off_runtime_envs():  # the workers take them from their node's environment
+            yield dashboard
     finally:
         if started:
             ray.shutdown()
