@@ -77,3 +77,17 @@ def test_the_command_line_prints_no_secret(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "bogus://xgrid:***@127.0.0.1:1" in result.stderr and "store-***" in result.output
     assert "planted" not in result.stdout + result.stderr
+
+
+def test_a_redacting_writer_masks_what_is_printed_into_a_search_file(tmp_path, monkeypatch):
+    """tune.log: what Tune and MLflow print while Tune runs (MLflow's "View run ... at <tracking URI>")."""
+    import contextlib
+
+    from xgrid.redaction import RedactingWriter
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "planted-token-4242")
+    with open(tmp_path / "tune.log", "a") as log, contextlib.redirect_stdout(RedactingWriter(log)):
+        print("View run x at: http://xgrid:planted-pass@127.0.0.1:5000/#/experiments/1")
+        print("token planted-token-4242", flush=True)
+    text = (tmp_path / "tune.log").read_text()
+    assert text == "View run x at: http://xgrid:***@127.0.0.1:5000/#/experiments/1\ntoken ***\n"

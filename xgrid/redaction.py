@@ -56,3 +56,19 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
 def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
     """Tags or params with their string values redacted (keys are xgrid's own names)."""
     return {k: redact(v) if isinstance(v, str) else v for k, v in values.items()}
+
+
+class RedactingWriter:
+    """A text stream whose writes are redacted on their way in: for what xgrid sends to a file of the search
+    folder without formatting it itself (Tune's prints and MLflow's "View run at <tracking URI>" lines while
+    Tune runs go to tune.log). Each write is redacted whole; everything else is the stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)

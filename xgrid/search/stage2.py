@@ -22,6 +22,7 @@ from ray import tune
 from xgrid.config import SearchSpace
 from xgrid.events import SearchListener, TrialRecord
 from xgrid.planning.plan import Cell, Plan
+from xgrid.redaction import RedactingWriter
 from xgrid.running.requests import stage2_request
 from xgrid.search.interrupt import SearchInterrupted, StopOnRequest, StopRequest
 from xgrid.search.resume import resume_queue
@@ -219,8 +220,10 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     # Tune prints where its files are even at verbose=0; keep that in the search folder, out of the live view.
+    # Redacted: MLflow prints "View run ... at <tracking URI>" there too, a password in the URI with it.
     try:
-        with open(search_dir / "tune.log", "a") as log, contextlib.redirect_stdout(log), stop.tune_running():
+        with open(search_dir / "tune.log", "a") as log, contextlib.redirect_stdout(RedactingWriter(log)), \
+                stop.tune_running():
             tuner.fit()
     except SearchInterrupted as err:
         events.cut_off_unfinished()
