@@ -137,7 +137,12 @@ def _example(backend: str) -> str:
 # setting, so they are set for this process (only where the user has not set them: their values win), when a
 # writer for a tracking server is opened. (MLflow's documented MLFLOW_HTTP_REQUEST_MAX_RETRIES and
 # MLFLOW_HTTP_REQUEST_TIMEOUT; a slow artifact upload still gets its 60 s.)
-HTTP_CLIENT_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+# MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT: MLflow's client writes "View run NAME at: <tracking URI>/#/..." straight
+# to sys.stdout for every run ended on a server, bypassing xgrid's redacted console: a password in the URI would
+# reach the terminal and the job's log, and one line per trial would break into the live progress. xgrid prints
+# where the runs are itself, in the summary.
+HTTP_CLIENT_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+                        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 def sqlite_path(tracking_uri: str | None) -> Path | None:
