@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,7 +25,10 @@ def search(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print the plan and its cost; run nothing")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted search: SPACE is its search folder, or a space whose latest unfinished search under --output-dir is continued (default: the embedded micro-benchmark's); what it finished is kept, the rest runs")] = False,
     address: Annotated[Optional[str], typer.Option(help="join a running Ray cluster from one of its nodes "
-                                                         "(auto, or HEAD_IP:6379); default: start local Ray", envvar="RAY_ADDRESS")] = None,
+                                                         "(auto, or HEAD_IP:6379); from outside the cluster, run the "
+                                                         "driver on it: ray job submit --address http://HEAD:8265 -- "
+                                                         "xgrid search ... --address auto; default: start local Ray",
+                                                    envvar="RAY_ADDRESS")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (http://mlflow:5000); default: "
                                                               "sqlite:///<output-dir>/mlflow.db", envvar="MLFLOW_TRACKING_URI")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name (default: the space's name)")] = None,
@@ -39,7 +43,12 @@ def search(
     fmt: FormatOption = None,  # json: with --dry-run only
     as_json: JsonOption = False,
 ) -> None:
-    """Run a transfer grid: stage 1 trains each intermediate checkpoint once, stage 2 searches each target."""
+    """Run a transfer grid: stage 1 trains each intermediate checkpoint once, stage 2 searches each target.
+
+    Exit status: 0 every trial and evaluation ran; 1 a stage-1 checkpoint or the tracking store failed; 2 bad input
+    or a refused set-up (nothing ran); 3 the search finished but trials failed (the last line counts them; every
+    trial is in results.json); 130 or 143 stopped by SIGINT or SIGTERM (continue it with --resume).
+    """
     from xgrid.search.options import SearchOptions
 
     as_json = output_format(fmt, as_json) is OutputFormat.json
@@ -144,6 +153,26 @@ def run_and_report(plan: Plan, options, tracking_uri: str, experiment: str, resu
         raise fail(f"tracking at {tracking_uri} failed: {err} (the search folder's results.json keeps every "
                    "finished trial)", code=1) from None
     print_results(outcome, tracker, experiment)
+    failed = failed_line(outcome)
+    if failed:
+        raise fail(failed, code=FAILED_TRIALS_EXIT)
+
+
+FAILED_TRIALS_EXIT = 3  # the search ran to its end, but some trials or evaluations failed (see the search's --help)
+
+
+def failed_line(outcome) -> str | None:
+    """The last line of a search in which trials failed: how many of how many, and where they are (None if none)."""
+    records = [r for rs in outcome.records.values() for r in rs]
+    trials = [r for r in records if r.cell.trains]
+    evaluations = [r for r in records if not r.cell.trains]
+    parts = [f"{sum(r.status == 'failed' for r in rs)} of {len(rs)} {name}"
+             for rs, name in ((trials, "stage-2 trials"), (evaluations, "retrieval evaluations"))
+             if any(r.status == "failed" for r in rs)]
+    if not parts:
+        return None
+    return (f"{' and '.join(parts)} failed; the search ran to its end (their errors are above, every trial is in "
+            f"{outcome.search_dir}/results.json)")
 
 
 def _complete_tracking(search_dir: Path, tracking_uri: str, experiment: str) -> None:
@@ -202,10 +231,7 @@ def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
     count = lambda status, rs: sum(r.status == status for r in rs)
     evaluations = len(records) - len(trials)
     folder, uri = outcome.search_dir, tracker.tracking_uri or default_tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        ui = f"open {uri} in a browser"
-    else:
-        ui = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+    ui = ui_hint(uri)
     lines = [
         f"stage 1: {outcome.stage1_trained + outcome.stage1_reused} checkpoints ({outcome.stage1_trained} trained, "
         f"{outcome.stage1_reused} reused from the store)",
@@ -226,6 +252,17 @@ def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
         lines.insert(3, f"  {pending} tracking writes are pending in {tracker.writer.journal}; they are logged when "
                         f"`xgrid search --resume {shlex.quote(str(folder))}` runs")
     return lines
+
+
+def ui_hint(uri: str) -> str:
+    """How to look at the runs of `uri`: a tracking server already serves the MLflow UI, so its URL is opened in a
+    browser (without the user and password a URI may carry: the browser asks for them); a store (SQLite, a folder,
+    a database) is served by `mlflow ui`."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme.lower() in ("http", "https"):
+        netloc = parts.netloc.rpartition("@")[2]
+        return f"open {urllib.parse.urlunsplit(parts._replace(netloc=netloc))} in a browser (the server serves the MLflow UI)"
+    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
 
 
 def budget_lines(rounds) -> list[str]:
