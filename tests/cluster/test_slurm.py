@@ -182,3 +182,31 @@ def test_sigterm_at_the_end_of_the_allocation_leaves_a_search_the_next_job_resum
     (parent,) = [r for r in runs if r.data.tags["stage"] == "search"]
     assert parent.info.status == "FINISHED" and parent.data.tags.get("xgrid.resumes") == "1"
     assert sum(r.data.tags["stage"] == "stage2" and r.info.status == "FINISHED" for r in runs) == 6
+
+
+# Far longer than the job's time limit on any machine: the job ends by the signal, never by the search finishing.
+ENDLESS = LONG | {
+    "name": "slurm-limit",
+    "target_training": LONG["target_training"] | {"epochs": 200, "max_train_examples": 600},
+}
+
+
+@pytest.mark.slow  # ~3-4 min: bounded by the job's time limit
+def test_the_time_limit_signal_of_the_sbatch_line_reaches_the_driver_before_the_kill(cluster, tmp_path):
+    # SLURM itself sends the signal: --time=5 with the script's own --signal mechanism at 120 s before the limit
+    # (SLURM may send it up to 60 s early, so 2-3 minutes in: after Ray's start-up, well before the kill).
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(ENDLESS))
+    job_id = cluster.sbatch("--nodes=2", "--cpus-per-task=1", "--time=5", "--signal=B:TERM@120",
+                            f"--output={tmp_path}/job-%j.out", str(SCRIPT), "space.yaml", "--output-dir", "runs",
+                            env=job_env(cluster, tmp_path), cwd=tmp_path)
+    info = cluster.wait(job_id, timeout=600)
+    out = output(tmp_path, job_id)
+    # ended by the script's own exit after the driver's, not by SLURM's kill at the limit (JobState TIMEOUT)
+    assert (info["JobState"], info["ExitCode"]) == ("FAILED", "143:0"), (info, out[-4000:])
+    assert "SIGTERM: passed on to the xgrid driver" in out, out[-4000:]
+    assert "error: interrupted by SIGTERM" in out and "continue with: xgrid search --resume" in out
+    assert_ray_stopped(cluster, out)
+    (search_dir,) = (tmp_path / "runs" / "slurm-limit").iterdir()
+    assert json.loads((search_dir / "search_state.json").read_text())["status"] == "interrupted"
+    runs = mlflow_runs(tmp_path, "slurm-limit")
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
