@@ -1,8 +1,8 @@
 """cluster/slurm/xgrid.sbatch submitted for real to a two-node SLURM running on this machine (tests/cluster/slurm.py:
 Debian's slurm-wlm, one slurmd per node, 1 CPU each): the script starts a Ray head on the first node and a worker on
 the second with srun, the xgrid driver searches on both, and the job ends with the Ray nodes stopped. SIGTERM to
-the batch script (what `#SBATCH --signal=B:TERM@...` delivers before the time limit; `scancel --batch
---signal=TERM` here) reaches the driver, which leaves a search that a second job continues to the end."""
+the batch script (`scancel --batch --signal=TERM`, and SLURM's own `--signal=B:TERM@...` before a time limit)
+reaches the driver, which leaves a search that a second job continues to the end."""
 
 from __future__ import annotations
 
