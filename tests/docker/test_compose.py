@@ -472,3 +472,20 @@ def test_shell_healthchecks_parse(resolved):
         test = (service.get("healthcheck") or {}).get("test")
         if test and test[0] == "CMD-SHELL":
             assert subprocess.run(["sh", "-n", "-c", test[1]], timeout=30).returncode == 0, name
+
+
+def test_the_loopback_stack_test_runs_the_mlflow_command_compose_runs(services):
+    """tests/tracking/test_production_stack.py stands for this stack without Docker: its `mlflow server` has the
+    same flags, the same backend URI form and the same artifact bucket (only host, port and workers differ)."""
+    from tests.stack_fixtures import ARTIFACT_BUCKET, STORE_BUCKET, Postgres, mlflow_server_command
+
+    compose = argv(services["mlflow"]["command"])
+    local = mlflow_server_command(Postgres("127.0.0.1", 5432, "u", "p", "mlflow").uri(), f"s3://{ARTIFACT_BUCKET}/",
+                                  5000)
+    local = local[local.index("server") - 1:]
+    assert set(long_flags(compose)) - {"--allowed-hosts"} == set(long_flags(local)) - {"--workers"}
+    for flag in ("--backend-store-uri", "--artifacts-destination"):
+        ours, theirs = local[local.index(flag) + 1], compose[compose.index(flag) + 1]
+        assert ours.split("://")[0] == theirs.split("://")[0], (flag, ours, theirs)
+    assert compose[compose.index("--artifacts-destination") + 1] == f"s3://{ARTIFACT_BUCKET}/"
+    assert environment(services["ray-head"])["XGRID_STORE_ROOT"].startswith(f"s3://{STORE_BUCKET}/")
