@@ -1,12 +1,17 @@
 """FSDP2 on CPU/gloo with 2 real processes: an earlier epoch's weights are reloaded after a later epoch trained and
 evaluated, as stage 2 does when its selected epoch is not the last. The root module keeps its own parameters
 (embeddings, head) gathered after a forward, so before `resharded` the reload failed with "aten.copy_.default got
-mixed torch.Tensor and DTensor" (4 of 7 FSDP trials of the issue)."""
+mixed torch.Tensor and DTensor" (4 of 7 FSDP trials of the issue).
+
+The epoch's weights are saved as each rank's own shards (torch.distributed.checkpoint), in a folder of that
+process's own, as the phase does: no rank assembles the full model, and no rank reads another's files."""
 
 from __future__ import annotations
 
 import os
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +19,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from xgrid.training.ray_context import fsdp_full_state_dict, fsdp_load_full_state_dict, _fully_shard
+from xgrid.training.ray_context import _fully_shard, fsdp_full_state_dict
+from xgrid.training.shards import (load_model_shards, load_optimizer_shards, save_model_shards,
+                                   save_optimizer_shards)
 
 
 class TinyLayer(nn.Module):  # named *Layer: `_fully_shard` shards it as its own unit, as HF encoder blocks
@@ -88,27 +95,51 @@ def _epochs_then_reload(rank: int, world: int, port: int, results) -> None:
             with torch.no_grad():  # the dev evaluation: leaves the root's parameters gathered
                 return model(x).clone()
 
+        scratch = Path(tempfile.mkdtemp(prefix=f"rank{rank}-"))  # this process's own, as the phase's
         first_output = epoch()
-        first = fsdp_full_state_dict(model)  # what the loop keeps of epoch 1
+        save_model_shards(model, scratch / "epoch1")  # what the loop keeps of epoch 1
+        save_optimizer_shards(model, optimizer, scratch / "optimizer1")
         later_output = epoch()
-        fsdp_load_full_state_dict(model, first)  # epoch 1 selected: reloaded for the test split
+        load_model_shards(model, scratch / "epoch1")  # epoch 1 selected: reloaded for the test split
         model.eval()
         with torch.no_grad():
             reloaded = model(x)
+        # A retry from epoch 1's checkpoint: weights and optimizer back, the second epoch again gives what it gave.
+        load_optimizer_shards(model, optimizer, scratch / "optimizer1")
+        retried_output = epoch()
+        saved = {p.name: p.stat().st_size for p in (scratch / "epoch1").iterdir()}
+        saved["numel"] = stored_numel(scratch / "epoch1")
         results.put((rank, float((reloaded - first_output).abs().max()),
-                     float((later_output - first_output).abs().max())))
+                     float((later_output - first_output).abs().max()),
+                     float((retried_output - later_output).abs().max()), saved))
     except Exception as err:  # reported to the test, not lost in a child's stderr
-        results.put((rank, repr(err), None))
+        results.put((rank, repr(err), None, None, None))
     finally:
         dist.destroy_process_group()
 
 
+def stored_numel(folder: Path) -> int:
+    """How many values a DCP folder holds, by its metadata."""
+    import math
+
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    entries = FileSystemReader(str(folder)).read_metadata().state_dict_metadata.values()
+    return sum(math.prod(e.size) for e in entries if isinstance(e, TensorStorageMetadata))
+
+
 @pytest.mark.integration
 def test_an_earlier_epoch_reloads_under_fsdp2_after_a_later_one_was_evaluated():
-    for rank, reloaded_gap, trained_gap in on_two_ranks(_epochs_then_reload):
+    full = sum(p.numel() for p in Model().parameters())
+    for rank, reloaded_gap, trained_gap, retried_gap, saved in on_two_ranks(_epochs_then_reload):
         assert not isinstance(reloaded_gap, str), f"rank {rank}: {reloaded_gap}"
         assert trained_gap > 1e-3  # the later epoch did change the model ...
-        assert reloaded_gap < 1e-6  # ... and the reload brought epoch 1 back exactly, on every rank
+        assert reloaded_gap == 0  # ... and the reload brought epoch 1 back exactly, on every rank
+        assert retried_gap == 0  # the optimizer's moments, step and learning rate came back too
+        # A DCP folder of this rank's own: its shard file holds about half the model, not all of it.
+        assert ".metadata" in saved and [n for n in saved if n.endswith(".distcp")] == ["__0_0.distcp"]
+        assert saved["numel"] < 0.75 * full, (saved, full)
 
 
 # --- FSDP2 with activation checkpointing and the memory options, on a real (tiny) Hugging Face encoder ----------
@@ -154,9 +185,11 @@ def _checkpointed_epochs_then_reload(rank: int, world: int, port: int, options: 
 
         first_output = epoch()
         training_calls = sum(calls)  # forwards of block 0 in training mode: 1, and 1 more if recomputed
-        first = fsdp_full_state_dict(model)
+        first = fsdp_full_state_dict(model)  # gathered on rank 0 only to check its dtype
+        scratch = Path(tempfile.mkdtemp(prefix=f"rank{rank}-"))
+        save_model_shards(model, scratch / "epoch1")
         later_output = epoch()
-        fsdp_load_full_state_dict(model, first)
+        load_model_shards(model, scratch / "epoch1")
         model.eval()
         with torch.no_grad():
             reloaded = model(ids).float()

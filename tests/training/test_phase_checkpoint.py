@@ -3,6 +3,7 @@ interrupted (CPU, fp32: bit for bit, so the comparisons are `==`), with no Ray: 
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -130,3 +131,54 @@ def test_a_checkpoint_of_another_trial_or_a_truncated_one_is_refused(tmp_path, r
         run_phase(dataclasses.replace(request, resume_from=str(folder)))
     with pytest.raises(CheckpointError, match="no xgrid_checkpoint.json"):
         run_phase(dataclasses.replace(request, resume_from=str(tmp_path)))
+
+
+def test_every_rank_gets_its_own_generators_back_and_a_layout_mismatch_is_refused(tmp_path):
+    """Ranks draw differently (each pads its batches to its own lengths): the checkpoint keeps each rank's generators
+    and gives each its own; a checkpoint of another number of ranks, or of another sharding, is refused by name."""
+    import random
+
+    from xgrid.training.phase_checkpoint import LoopState, capture_rng, read_checkpoint, write_checkpoint
+
+    by_rank = []
+    for rank in range(2):
+        torch.manual_seed(rank)
+        generator = torch.Generator().manual_seed(10 + rank)
+        by_rank.append(capture_rng(random.Random(rank), {"mb_udpos.loader": generator}))
+    write_checkpoint(tmp_path / "ddp", LoopState(1, [], {}, {}), {}, {"state": {}, "param_groups": []}, {}, by_rank,
+                     {"seed": 0})
+    saved = read_checkpoint(tmp_path / "ddp")
+    for rank in range(2):
+        plain, tensors = saved.rng_of(rank, 2)
+        assert plain == by_rank[rank][0]
+        assert all(torch.equal(tensors[k], v) for k, v in by_rank[rank][1].items()) and tensors.keys() == by_rank[rank][1].keys()
+    assert not torch.equal(saved.rng_of(0, 2)[1]["rng.torch"], saved.rng_of(1, 2)[1]["rng.torch"])
+    with pytest.raises(CheckpointError, match="written by 2 rank.*has 4"):
+        saved.rng_of(0, 4)
+    saved.check_sharding(False, 2)
+    with pytest.raises(CheckpointError, match="holds full weights; this trial keeps the FSDP shards of 2 ranks"):
+        saved.check_sharding(True, 2)
+    # Sharded: each rank's part (its weights shards, its optimizer state) in its own folder, merged as Train merges.
+    from xgrid.training.phase_checkpoint import write_shard
+
+    merged, parts = tmp_path / "fsdp", {}
+    for rank in range(2):
+        shard = tmp_path / f"weights-rank{rank}"
+        shard.mkdir()
+        (shard / "__0_0.distcp").write_bytes(b"w" * (rank + 5))
+        save_optimizer = lambda path: path.mkdir() or (path / "__0_0.distcp").write_bytes(b"o" * 3)
+        parts |= write_shard(merged, rank, {1: shard}, save_optimizer)
+    assert sorted(parts) == ["optimizer.rank0/__0_0.distcp", "optimizer.rank1/__0_0.distcp",
+                             "weights-epoch1.rank0/__0_0.distcp", "weights-epoch1.rank1/__0_0.distcp"]
+    write_checkpoint(merged, LoopState(1, [], {}, {}), {}, None, {}, by_rank, {"seed": 0}, parts, 2)
+    sharded = read_checkpoint(merged)
+    assert sharded.optimizer is None and sharded.weights(1, 1) == merged / "weights-epoch1.rank1"
+    sharded.check_sharding(True, 2)
+    with pytest.raises(CheckpointError, match="holds the FSDP shards of 2 ranks; this trial keeps the FSDP shards of 4"):
+        sharded.check_sharding(True, 4)
+    with pytest.raises(CheckpointError, match="holds the FSDP shards of 2 ranks; this trial keeps full weights"):
+        sharded.check_sharding(False, 2)
+    # A rank's part lost in the merge (an upload that never landed) makes the checkpoint incomplete.
+    shutil.rmtree(merged / "weights-epoch1.rank1")
+    with pytest.raises(CheckpointError, match="weights-epoch1.rank1/__0_0.distcp is missing"):
+        read_checkpoint(merged)

@@ -28,14 +28,21 @@ class TrainContext(Protocol):
 
     def loader(self, dataset: Any, batch_size: int, shuffle: bool, collate: Callable, seed: int) -> DataLoader: ...
 
-    def full_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]: ...
+    # Whether each rank holds only its part of the weights (FSDP): each saves and reloads its own part.
+    sharded: bool
 
-    def load_full_state_dict(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None: ...
+    def save_weights(self, model: torch.nn.Module, path: Path) -> None:
+        """This rank's weights of `model` at `path`: the full state as a safetensors file, or (sharded) this rank's
+        shards as a torch.distributed.checkpoint folder. Collective-free."""
 
-    def full_optimizer_state_dict(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict: ...
+    def load_weights(self, model: torch.nn.Module, path: Path) -> None:
+        """What `save_weights` wrote, back into `model`."""
 
-    def load_full_optimizer_state_dict(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                                       state: dict) -> None: ...
+    def full_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The whole model's weights on rank 0's CPU (a collective when sharded; the other ranks get nothing)."""
+
+    def all_gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, by rank (a collective)."""
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         """One epoch's metrics, with the folder of that epoch's checkpoint when the phase wrote one (rank 0).
@@ -50,6 +57,19 @@ class TrainContext(Protocol):
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def save_full_weights(model: torch.nn.Module, path: Path) -> None:
+    """The whole model's state as one safetensors file (a single process, or a DDP rank: each holds it all)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in unwrap(model).state_dict().items()}, str(path))
+
+
+def load_full_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    unwrap(model).load_state_dict(load_file(str(path)))
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> torch.nn.Module:
@@ -114,6 +134,7 @@ class LocalContext:
     rank = 0
     world_size = 1
     loads_weights = True
+    sharded = False
 
     def __init__(self, reporter: Callable[[dict[str, Any]], None] | None = None, device: str = "cpu",
                  checkpoints: CheckpointSink | None = None, activation_checkpointing: bool = False):
@@ -139,17 +160,17 @@ class LocalContext:
         if loader.generator is not None:
             loader.generator.manual_seed(loader.generator.initial_seed() + epoch)
 
+    def save_weights(self, model, path):
+        save_full_weights(model, path)
+
+    def load_weights(self, model, path):
+        load_full_weights(model, path)
+
     def full_state_dict(self, model):
         return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
 
-    def load_full_state_dict(self, model, state):
-        unwrap(model).load_state_dict(state)
-
-    def full_optimizer_state_dict(self, model, optimizer):
-        return optimizer.state_dict()
-
-    def load_full_optimizer_state_dict(self, model, optimizer, state):
-        optimizer.load_state_dict(state)
+    def all_gather(self, value):
+        return [value]
 
     def report(self, metrics, checkpoint_dir=None):
         if checkpoint_dir is not None and self._checkpoints is not None:

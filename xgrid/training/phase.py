@@ -35,7 +35,8 @@ from xgrid.tracking_schema import (ENGLISH_DEV, EPOCH, POLICIES, SECONDS, TARGET
 from xgrid.training.context import LocalContext, TrainContext, unwrap
 from xgrid.training.data import Split, featurize, load_split
 from xgrid.training.phase_checkpoint import (CheckpointError, LoopState, capture_rng, read_checkpoint, restore_rng,
-                                             weights_file, write_checkpoint)
+                                             weights_file, write_checkpoint, write_shard)
+from xgrid.training.shards import load_optimizer_shards, save_optimizer_shards
 
 SUMMARY_FILE = "xgrid_phase.json"
 
@@ -62,7 +63,9 @@ class Hparams:
 
 @dataclass(frozen=True)
 class PhaseRequest:
-    encoder_source: str  # a folder written by save_pretrained, or a hub id
+    # A folder written by save_pretrained, or a hub id. (A search's requests name store checkpoints,
+    # `xgrid-store:...`, which the process that runs the phase resolves first: `xgrid.running.encoders`.)
+    encoder_source: str
     train_tasks: tuple[TaskSpec, ...]  # one task, or several for multi-task training
     hparams: Hparams
     seed: int
@@ -258,7 +261,7 @@ class _Trainer:
         schedule_rng = random.Random(req.seed)
         generators = _generators(loaders)
         loop = LoopState(0, [], {}, {})
-        weights = _EpochWeights()
+        weights = _EpochWeights(ctx)
         try:
             source = ctx.latest_checkpoint() or req.resume_from
             if source:
@@ -276,10 +279,10 @@ class _Trainer:
                 last = epoch == hp.epochs
                 checkpoint = ctx.checkpointing and not last
                 needed = {e for _, e in loop.best.values()} | ({epoch} if checkpoint else set())
-                # The selected weights live on disk, not as copies in memory; every rank takes part (under FSDP
-                # gathering them is a collective) and keeps its own files, since every rank scores the test split.
+                # The selected weights live on disk, not as copies in memory: every rank keeps its own files (all
+                # of the weights, or under FSDP its shards), since every rank scores the test split.
                 if epoch in needed:
-                    weights.put(epoch, ctx.full_state_dict(self.model))
+                    weights.put(epoch, self.model)
                 weights.keep(needed)
                 if checkpoint:
                     self._checkpoint(record, loop, weights, optimizer, scheduler, schedule_rng, generators)
@@ -288,8 +291,13 @@ class _Trainer:
             final, selected = self._final(loop.best, loop.dev_by_epoch, weights)
             result = PhaseResult(self.metric, loop.history, final, selected, req.selection_policy,
                                  time.perf_counter() - started)
-            if req.output_dir:
-                result.output_dir = self._save(weights.load(loop.best[ENGLISH_DEV][1]))
+            # Only rank 0 writes the encoder (the stage-1 writer gives only it a folder), but every rank takes part
+            # in gathering the weights (a collective under FSDP), so the ranks first agree whether there is one.
+            if any(ctx.all_gather(req.output_dir is not None)):
+                weights.restore(loop.best[ENGLISH_DEV][1], self.model)
+                state = ctx.full_state_dict(self.model)
+                if req.output_dir:
+                    result.output_dir = self._save(state)
         finally:
             weights.close()
         # The last report carries everything: the selected scores (how a search ranks trials of a cell) and the
@@ -300,17 +308,25 @@ class _Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _checkpoint(self, record, loop, weights, optimizer, scheduler, schedule_rng, generators) -> None:
-        """The end of an epoch, as a folder the context persists with the epoch's report (rank 0 writes it; the
-        optimizer's full state is gathered on every rank, a collective under FSDP)."""
+        """The end of an epoch, as a folder the context persists with the epoch's report: rank 0 writes it (DDP
+        ranks hold the same state); under FSDP every rank writes its own shards of it, and rank 0 the record."""
         ctx = self.ctx
-        optimizer_state = ctx.full_optimizer_state_dict(self.model, optimizer)
-        if ctx.rank != 0:
+        rng = ctx.all_gather(capture_rng(schedule_rng, generators))  # every rank's own: they draw differently
+        if not ctx.sharded and ctx.rank != 0:
             ctx.report(record)
             return
         folder = Path(tempfile.mkdtemp(prefix="xgrid-checkpoint-"))
         try:
-            write_checkpoint(folder, loop, weights.files, optimizer_state, scheduler.state_dict(),
-                             capture_rng(schedule_rng, generators), self.req.fingerprint())
+            if ctx.sharded:
+                mine = write_shard(folder, ctx.rank, weights.files,
+                                   lambda path: save_optimizer_shards(self.model, optimizer, path))
+                shards = {name: size for part in ctx.all_gather(mine) for name, size in part.items()}
+                files, optimizer_state = {}, None
+            else:
+                shards, files, optimizer_state = None, weights.files, optimizer.state_dict()
+            if ctx.rank == 0:
+                write_checkpoint(folder, loop, files, optimizer_state, scheduler.state_dict(), rng,
+                                 self.req.fingerprint(), shards, ctx.world_size)
             ctx.report(record, checkpoint_dir=str(folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -321,14 +337,20 @@ class _Trainer:
         if saved.fingerprint != self.req.fingerprint():
             differ = sorted(k for k in self.req.fingerprint() if saved.fingerprint.get(k) != self.req.fingerprint()[k])
             raise CheckpointError(f"checkpoint {source} was written for another trial (it differs in {', '.join(differ)})")
+        ctx = self.ctx
+        saved.check_sharding(ctx.sharded, ctx.world_size)
+        rank = ctx.rank if ctx.sharded else None  # a rank reads its own shards, else everyone the full weights
         loop.epoch, loop.history, loop.dev_by_epoch, loop.best = (saved.loop.epoch, saved.loop.history,
                                                                   saved.loop.dev_by_epoch, saved.loop.best)
         for epoch in {e for _, e in loop.best.values()} | {loop.epoch}:
-            weights.adopt(epoch, saved.weights(epoch))
-        self.ctx.load_full_state_dict(self.model, weights.load(loop.epoch))
-        self.ctx.load_full_optimizer_state_dict(self.model, optimizer, saved.optimizer)
+            weights.adopt(epoch, saved.weights(epoch, rank))
+        weights.restore(loop.epoch, self.model)
+        if ctx.sharded:
+            load_optimizer_shards(self.model, optimizer, saved.optimizer_part(ctx.rank))
+        else:
+            optimizer.load_state_dict(saved.optimizer)
         scheduler.load_state_dict(saved.scheduler)
-        restore_rng(saved.rng, schedule_rng, generators)
+        restore_rng(saved.rng_of(ctx.rank, ctx.world_size), schedule_rng, generators)
 
     def _collate(self, task_name: str):
         fmt = self.model_formats[task_name]
@@ -410,11 +432,11 @@ class _Trainer:
             if epoch not in cache:
                 if self.req.eval_task is None:
                     cache[epoch] = {"en": self._intermediate_scores(dev_by_epoch[epoch])}
-                elif self.retrieval_target:
-                    cache[epoch] = self._score_retrieval_target(weights.load(epoch))
                 else:
-                    self.ctx.load_full_state_dict(self.model, weights.load(epoch))
-                    cache[epoch] = self._score_test()
+                    weights.restore(epoch, self.model)
+                    # A retrieval target is scored from a full copy of the encoder (gathered on rank 0).
+                    cache[epoch] = (self._score_retrieval_target(self.ctx.full_state_dict(self.model))
+                                    if self.retrieval_target else self._score_test())
             final[policy] = cache[epoch]
         return final, selected
 
@@ -425,8 +447,7 @@ class _Trainer:
         encoder itself, which under FSDP would skip the wrapped model's gathering of its sharded parameters."""
         encoder_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
         if not encoder_state:
-            # Under FSDP only rank 0 holds the full weights (the others' files are empty); only rank 0's report
-            # is kept, so the other ranks report no scores rather than the untrained encoder's.
+            # Under FSDP only rank 0 receives the gathered weights; only rank 0's report is kept, so the other ranks report no scores rather than the untrained encoder's.
             return {}
         encoder = load_encoder(self.req.encoder_source)
         encoder.load_state_dict(encoder_state)
@@ -469,33 +490,33 @@ class _Trainer:
 
 
 class _EpochWeights:
-    """Full model weights of the epochs still needed (each policy's best, the latest checkpoint's), as safetensors
-    files in this process's scratch folder: a large encoder is not held twice more in memory."""
+    """The weights of the epochs still needed (each policy's best, the latest checkpoint's) in this process's
+    scratch folder, as its context saves them (the full weights, or under FSDP this rank's shards): a large encoder
+    is not held twice more in memory, and under FSDP never assembled whole for this."""
 
-    def __init__(self):
+    def __init__(self, ctx: TrainContext):
+        self.ctx = ctx
         self.folder = Path(tempfile.mkdtemp(prefix="xgrid-weights-"))
         self.files: dict[int, Path] = {}
 
-    def put(self, epoch: int, state: dict[str, torch.Tensor]) -> None:
-        from safetensors.torch import save_file
-
+    def put(self, epoch: int, model: nn.Module) -> None:
         path = self.folder / weights_file(epoch)
-        save_file(state, str(path))  # under FSDP, ranks other than 0 hold an empty dict: an empty file
+        self.ctx.save_weights(model, path)
         self.files[epoch] = path
 
     def adopt(self, epoch: int, source: Path) -> None:
         path = self.folder / weights_file(epoch)
-        shutil.copyfile(source, path)  # a copy: the source may be deleted when the next checkpoint is kept
+        # A copy: the source may be deleted when the next checkpoint is kept.
+        shutil.copytree(source, path) if source.is_dir() else shutil.copyfile(source, path)
         self.files[epoch] = path
 
-    def load(self, epoch: int) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        return load_file(str(self.files[epoch]))
+    def restore(self, epoch: int, model: nn.Module) -> None:
+        self.ctx.load_weights(model, self.files[epoch])
 
     def keep(self, epochs: set[int]) -> None:
         for epoch in set(self.files) - epochs:
-            self.files.pop(epoch).unlink(missing_ok=True)
+            path = self.files.pop(epoch)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -4,6 +4,10 @@ What a resumed phase needs to continue exactly where it stopped: the model weigh
 learning-rate schedule, every random generator (Python, NumPy, torch, the multi-task schedule, each loader's),
 and the loop's own record (history, dev scores per epoch, each policy's best score and epoch with that epoch's
 weights). No Ray here: the phase hands the folder to its TrainContext, which persists it.
+
+Under FSDP (a sharded context) the weights and the optimizer state stay sharded: every rank writes its own part
+(`write_shard`: torch.distributed.checkpoint folders named after the rank) into its own folder, rank 0 adds the
+record, which lists every rank's files, and Ray Train merges the folders into one checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,15 +26,20 @@ from safetensors.torch import load_file, save_file
 
 STATE_FILE = "xgrid_checkpoint.json"  # written last: a folder without it is not a finished checkpoint
 TENSORS_FILE = "state.safetensors"  # optimizer moments and generator states
-FORMAT = 1
+FORMAT = 2  # 2: every rank's random generators (1: rank 0's alone, still read)
 
 
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be resumed from (constructible from its message: it crosses Ray)."""
 
 
-def weights_file(epoch: int) -> str:
-    return f"weights-epoch{epoch}.safetensors"
+def weights_file(epoch: int, rank: int | None = None) -> str:
+    """An epoch's full weights (a safetensors file), or one rank's shards of them (a folder)."""
+    return f"weights-epoch{epoch}.safetensors" if rank is None else f"weights-epoch{epoch}.rank{rank}"
+
+
+def optimizer_shard(rank: int) -> str:
+    return f"optimizer.rank{rank}"
 
 
 @dataclass
@@ -45,13 +54,32 @@ class LoopState:
 class PhaseCheckpoint:
     folder: Path
     loop: LoopState
-    optimizer: dict[str, Any]
+    optimizer: dict[str, Any] | None  # None when sharded: each rank's is in its `optimizer_shard` folder
     scheduler: dict[str, Any]
-    rng: tuple[dict[str, Any], dict[str, torch.Tensor]]
+    rng: list[tuple[dict[str, Any], dict[str, torch.Tensor]]]  # by rank
     fingerprint: dict[str, Any]
+    shards: int | None = None  # the number of ranks whose parts it holds; None: full weights
 
-    def weights(self, epoch: int) -> Path:
-        return self.folder / weights_file(epoch)
+    def weights(self, epoch: int, rank: int | None = None) -> Path:
+        return self.folder / weights_file(epoch, rank)
+
+    def rng_of(self, rank: int, world_size: int) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """A rank's own generators: ranks draw differently (each pads its batches to its own lengths, so dropout
+        draws differ), and a rank restored with another's state would not continue as it would have."""
+        if len(self.rng) != world_size:
+            raise CheckpointError(f"checkpoint {self.folder} was written by {len(self.rng)} rank(s); this trial "
+                                  f"has {world_size}")
+        return self.rng[rank]
+
+    def optimizer_part(self, rank: int) -> Path:
+        return self.folder / optimizer_shard(rank)
+
+    def check_sharding(self, sharded: bool, world_size: int) -> None:
+        """The same layout as the phase that reads it: a rank can only read its own part back."""
+        layout = lambda ranks: f"the FSDP shards of {ranks} ranks" if ranks else "full weights"
+        have, want = layout(self.shards), layout(world_size if sharded else None)
+        if have != want:
+            raise CheckpointError(f"checkpoint {self.folder} holds {have}; this trial keeps {want}")
 
 
 # --- random generators ---------------------------------------------------------------------------------------
@@ -114,23 +142,42 @@ def _join_optimizer(plain: dict[str, Any], tensors: dict[str, torch.Tensor]) -> 
 
 
 # --- the folder ------------------------------------------------------------------------------------------------
-def write_checkpoint(folder: Path, loop: LoopState, weights: dict[int, Path], optimizer: dict[str, Any],
-                     scheduler: dict[str, Any], rng: tuple[dict, dict], fingerprint: dict[str, Any]) -> None:
+def write_shard(folder: Path, rank: int, weights: dict[int, Path], save_optimizer: Callable[[Path], None]
+                ) -> dict[str, int]:
+    """One rank's part of a sharded checkpoint: its shards of each kept epoch's weights (folders, linked where the
+    file system allows) and, through `save_optimizer`, of the optimizer state. Returns its files' sizes by path
+    relative to `folder`, for rank 0's record."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [weights_file(epoch, rank) for epoch in weights] + [optimizer_shard(rank)]
+    for epoch, source in weights.items():
+        shutil.copytree(source, folder / weights_file(epoch, rank), copy_function=_link_or_copy)
+    save_optimizer(folder / optimizer_shard(rank))
+    return {str(path.relative_to(folder)): path.stat().st_size
+            for part in parts for path in sorted((folder / part).rglob("*")) if path.is_file()}
+
+
+def write_checkpoint(folder: Path, loop: LoopState, weights: dict[int, Path], optimizer: dict[str, Any] | None,
+                     scheduler: dict[str, Any], rng: list[tuple[dict, dict]], fingerprint: dict[str, Any],
+                     shards: dict[str, int] | None = None, world_size: int | None = None) -> None:
     """`weights`: epoch -> a safetensors file of that epoch's model (the last epoch's and each policy's best);
-    linked into the folder where the file system allows, so no weights are copied twice."""
+    linked into the folder where the file system allows, so no weights are copied twice. `rng`: every rank's
+    `capture_rng`, by rank. Sharded (FSDP): no
+    `weights` or `optimizer` here, but `shards`, every rank's files (`write_shard`), of `world_size` ranks."""
     folder.mkdir(parents=True, exist_ok=True)
     for epoch, source in weights.items():
         _link_or_copy(source, folder / weights_file(epoch))
-    optimizer_plain, tensors = _split_optimizer(optimizer)
-    rng_plain, rng_tensors = rng
+    optimizer_plain, tensors = _split_optimizer(optimizer) if optimizer is not None else (None, {})
+    rng_tensors = {f"rank{rank}.{key}": value for rank, (_, by_key) in enumerate(rng) for key, value in by_key.items()}
     save_file(tensors | rng_tensors, str(folder / TENSORS_FILE))
     files = {name: (folder / name).stat().st_size for name in [TENSORS_FILE, *map(weights_file, weights)]}
+    files |= shards or {}
     state = {
-        "format": FORMAT, "fingerprint": fingerprint, "files": files, "epoch": loop.epoch, "history": loop.history,
+        "format": FORMAT, "fingerprint": fingerprint, "files": files, "shards": world_size if shards else None,
+        "epoch": loop.epoch, "history": loop.history,
         "dev_by_epoch": [[epoch, [[task, lang, m] for (task, lang), m in dev.items()]]
                          for epoch, dev in loop.dev_by_epoch.items()],
         "best": {policy: {"score": score, "epoch": epoch} for policy, (score, epoch) in loop.best.items()},
-        "optimizer": optimizer_plain, "scheduler": scheduler, "rng": rng_plain,
+        "optimizer": optimizer_plain, "scheduler": scheduler, "rng": [plain for plain, _ in rng],
     }
     text = json.dumps(state, allow_nan=True)  # before the file opens: an unserialisable value leaves no file
     (folder / STATE_FILE).write_text(text)
@@ -145,7 +192,7 @@ def read_checkpoint(folder: str | Path) -> PhaseCheckpoint:
         state = json.loads(state_file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"checkpoint {state_file}: unreadable ({err})") from None
-    if state.get("format") != FORMAT:
+    if state.get("format") not in (1, FORMAT):
         raise CheckpointError(f"checkpoint {state_file}: format {state.get('format')!r}, expected {FORMAT}")
     for name, size in state["files"].items():
         path = folder / name
@@ -156,9 +203,14 @@ def read_checkpoint(folder: str | Path) -> PhaseCheckpoint:
         epoch=state["epoch"], history=state["history"],
         dev_by_epoch={epoch: {(task, lang): m for task, lang, m in dev} for epoch, dev in state["dev_by_epoch"]},
         best={policy: (b["score"], b["epoch"]) for policy, b in state["best"].items()})
-    rng_tensors = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    return PhaseCheckpoint(folder, loop, _join_optimizer(state["optimizer"], tensors), state["scheduler"],
-                           (state["rng"], rng_tensors), state["fingerprint"])
+    if state["format"] == 1:  # one process's generators, unprefixed
+        rng = [(state["rng"], {k: v for k, v in tensors.items() if k.startswith("rng.")})]
+    else:
+        rng = [(plain, {k.removeprefix(f"rank{rank}."): v for k, v in tensors.items() if k.startswith(f"rank{rank}.")})
+               for rank, plain in enumerate(state["rng"])]
+    optimizer = _join_optimizer(state["optimizer"], tensors) if state["optimizer"] is not None else None
+    return PhaseCheckpoint(folder, loop, optimizer, state["scheduler"], rng,
+                           state["fingerprint"], state.get("shards"))
 
 
 def latest_checkpoint_in(folder: str | Path) -> Path | None:

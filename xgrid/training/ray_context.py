@@ -1,14 +1,16 @@
 """The TrainContext of a Ray Train worker: DDP through `ray.train.torch.prepare_model`, or FSDP2
 (`torch.distributed.fsdp.fully_shard`, which also runs on CPU with gloo, so the path is tested here), and
-reports through `ray.train.report` (Tune sees them through TuneReportCallback), with rank 0's per-epoch checkpoint
-when `checkpointing` is on: Train keeps it in the run's storage and hands it back to the workers it restarts."""
+reports through `ray.train.report` (Tune sees them through TuneReportCallback), with the per-epoch checkpoint when
+`checkpointing` is on (rank 0's under DDP; under FSDP every rank's own part, which Train merges into one checkpoint):
+Train keeps it in the run's storage and hands it back to the workers it restarts."""
 
 from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader
 
-from xgrid.training.context import enable_activation_checkpointing, unwrap
+from xgrid.training.context import enable_activation_checkpointing, load_full_weights, save_full_weights, unwrap
+from xgrid.training.shards import load_model_shards, resharded, save_model_shards
 
 
 class RayTrainContext:
@@ -66,39 +68,42 @@ class RayTrainContext:
             # TorchTrainer trial draws the same batches as the same trial run inline (and gives the same result).
             loader.generator.manual_seed(loader.generator.initial_seed() + epoch)
 
+    @property
+    def sharded(self) -> bool:
+        """Under FSDP each rank holds only its shards: it saves and reloads them itself (`shards`)."""
+        return self.strategy == "fsdp"
+
+    def save_weights(self, model, path):
+        if self.sharded:
+            save_model_shards(model, path)
+        else:
+            save_full_weights(model, path)
+
+    def load_weights(self, model, path):
+        if self.sharded:
+            load_model_shards(model, path)
+        else:
+            load_full_weights(model, path)
+
     def full_state_dict(self, model):
-        if self.strategy == "fsdp":
+        if self.sharded:
             return fsdp_full_state_dict(model)
         return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
 
-    def load_full_state_dict(self, model, state):
-        if self.strategy == "fsdp":
-            fsdp_load_full_state_dict(model, state)
-        else:
-            unwrap(model).load_state_dict(state)
+    def all_gather(self, value):
+        import torch.distributed as dist
 
-    def full_optimizer_state_dict(self, model, optimizer):
-        if self.strategy == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-            # Collective, like full_state_dict: keyed by parameter name, full tensors on rank 0's CPU.
-            return get_optimizer_state_dict(resharded(model), optimizer,
-                                            options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return optimizer.state_dict()
-
-    def load_full_optimizer_state_dict(self, model, optimizer, state):
-        if self.strategy == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-            set_optimizer_state_dict(resharded(model), optimizer, state,
-                                     options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
-        else:
-            optimizer.load_state_dict(state)
+        if self.world_size == 1:
+            return [value]
+        gathered: list = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
 
     def report(self, metrics, checkpoint_dir=None):
         import ray.train
 
-        # Every rank reports (Train's report is a barrier); only rank 0 passes a checkpoint.
+        # Every rank reports (Train's report is a barrier); rank 0 passes the checkpoint, and under FSDP every rank
+        # its own part of it (rank-named files, merged by Train into one folder).
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
@@ -125,33 +130,11 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
     return max(1, batch_size // max(1, world_size))
 
 
-def resharded(model: torch.nn.Module) -> torch.nn.Module:
-    """Every FSDP2 module of `model` back to its sharded parameters. The root module keeps its parameters gathered
-    after a forward (FSDP2's default for the root: backward would gather them again at once), so after an
-    evaluation pass the root's own parameters (embeddings, heads) are plain tensors while the blocks' are DTensors,
-    and loading a state dict then fails with "mixed torch.Tensor and DTensor"."""
-    from torch.distributed.fsdp import FSDPModule
-
-    for module in model.modules():
-        if isinstance(module, FSDPModule):
-            module.reshard()
-    return model
-
-
 def fsdp_full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Collective: every rank calls it; rank 0 receives the full tensors on CPU, the others nothing."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(resharded(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def fsdp_load_full_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Collective: rank 0's full state (the others may pass an empty one) broadcast into every rank's shards,
-    whatever the last pass left gathered (an earlier epoch's weights reloaded after later epochs evaluated)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    set_model_state_dict(resharded(model), state, options=StateDictOptions(full_state_dict=True,
-                                                                            broadcast_from_rank0=True))
 
 
 def shard_loaded_once(model: torch.nn.Module, device: torch.device, precision: str = "fp32",
