@@ -60,16 +60,17 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def save_full_weights(model: torch.nn.Module, path: Path) -> None:
-    """The whole model's state as one safetensors file (a single process, or a DDP rank: each holds it all)."""
-    from safetensors.torch import save_file
+    """The whole model's state as one safetensors file (a single process, or a DDP rank: each holds it all).
+    safetensors' model functions keep tied weights (mT5's shared embeddings) once, where save_file refuses them."""
+    from safetensors.torch import save_model
 
-    save_file({k: v.detach().contiguous() for k, v in unwrap(model).state_dict().items()}, str(path))
+    save_model(unwrap(model), str(path))
 
 
 def load_full_weights(model: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
-    unwrap(model).load_state_dict(load_file(str(path)))
+    load_model(unwrap(model), str(path))
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> torch.nn.Module:
