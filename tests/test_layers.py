@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xgrid"
 
 # Bottom first. Packages on one line are siblings: neither may import the other.
 LAYERS = [
-    ["xgrid", "xgrid.tracking_schema", "xgrid.redaction", "xgrid.folder_state"],
+    ["xgrid", "xgrid.tracking_schema", "xgrid.redaction", "xgrid.folder_state", "xgrid.nodes"],
     ["xgrid.config"],
     ["xgrid.data", "xgrid.metrics", "xgrid.spaces", "xgrid.statistics"],
     ["xgrid.models"],  # the tiny model's tokenizer is trained on the micro-benchmark's vocabulary

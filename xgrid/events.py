@@ -29,6 +29,7 @@ class TrialRecord:
     metrics: dict[str, Any] = field(default_factory=dict)  # the last report (final metrics when completed)
     history: list[dict[str, Any]] = field(default_factory=list)  # every per-epoch report
     error: str | None = None
+    node: str | None = None  # the Ray node that ran it (its IP): tagged on its MLflow run
 
     @property
     def stage(self) -> str:

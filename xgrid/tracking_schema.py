@@ -39,6 +39,7 @@ SEARCH_STAGE, STAGE1, STAGE2, RETRIEVAL = "search", "stage1", "stage2", "retriev
 CHILD_STAGES = (STAGE2, RETRIEVAL)  # the runs that carry a target's results
 POLICY_TAG = "selection_policy"
 STATUS_TAG = "trial_status"
+NODE_TAG = "xgrid.node"  # the Ray node (IP) that ran a trial, a retrieval evaluation or a stage-1 training
 PARENT_TAG = "mlflow.parentRunId"
 KIND_TAG = "intermediate_kind"
 METRIC_TAG = "target_metric"  # the target's primary metric, so readers need not know the registry

@@ -202,3 +202,53 @@ def test_concurrent_writers_of_one_key_one_wins_nobody_sees_a_half_folder(tmp_pa
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["k"]  # no staging folder left behind
     assert CheckpointStore(tmp_path).find("k") is not None
     assert not (tmp_path / QUARANTINE).exists()
+
+
+# --- what the driver asks without fetching; the node's cache, evicted by size ---------------------------------
+def test_the_driver_checks_a_remote_checkpoint_without_downloading_it(tmp_path):
+    """`check` reads the manifest and the listing only: nothing lands in the driver's cache, a truncated object is
+    caught by its size (and quarantined), and the training record is read on its own."""
+    root = "mock:///bucket/c"
+    writer = CheckpointStore(root, local_cache=tmp_path / "writer")
+    real_checkpoint(writer, "good")
+    real_checkpoint(writer, "cut")
+    driver = other_node(writer, tmp_path / "driver")
+    assert driver.check("good")
+    assert json.loads(driver.read_text("good", MANIFEST))["files"]
+    assert not (tmp_path / "driver" / "checkpoints").exists()  # nothing downloaded
+    fs, base = writer._fs, writer._base
+    with fs.open_output_stream(f"{base}/checkpoints/cut/model.safetensors") as out:
+        out.write(b"short")  # the object lost its tail
+    heard = []
+    assert not driver.check("cut", on_corrupt=heard.append)
+    assert heard[0].file == "model.safetensors" and "truncated" in str(heard[0])
+    assert heard[0].moved_to.startswith(f"{root}/{QUARANTINE}/cut-")
+    assert not driver.has("cut") and not driver.check("missing")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        driver.read_text("missing", "config.json")
+
+
+def test_a_nodes_cache_of_a_remote_root_is_evicted_by_size_least_recently_used_first(tmp_path, monkeypatch):
+    import os
+
+    root = "mock:///bucket/e"
+    writer = CheckpointStore(root, local_cache=tmp_path / "writer")
+    for key in ("a", "b", "c"):
+        real_checkpoint(writer, key)
+    node = other_node(writer, tmp_path / "node")
+    size = sum(f.stat().st_size for f in node.fetch("a").rglob("*") if f.is_file())
+    node.fetch("b")
+    os.utime(node.local_path("a") / MARKER, (1, 1))  # `a` used long ago, `b` just now
+    # Room for two: fetching `c` evicts the least recently used (`a`), never the one being fetched.
+    monkeypatch.setenv("XGRID_CACHE_LIMIT_GB", str(2.5 * size / 1e9))
+    node.fetch("c")
+    assert sorted(p.name for p in (tmp_path / "node" / "checkpoints").iterdir()) == ["b", "c"]
+    assert node.fetch("a")  # fetched again when needed (and now `b` is the oldest: evicted)
+    assert sorted(p.name for p in (tmp_path / "node" / "checkpoints").iterdir()) == ["a", "c"]
+    # A local root is the store itself: nothing is evicted from it.
+    local = CheckpointStore(tmp_path / "local")
+    real_checkpoint(local, "x")
+    assert local.evict(limit_bytes=0) == [] and local.has("x")
+    monkeypatch.setenv("XGRID_CACHE_LIMIT_GB", "lots")
+    with pytest.raises(ValueError, match="XGRID_CACHE_LIMIT_GB='lots': expected a number of GB"):
+        node.evict()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from xgrid.config import SearchSpace
 from xgrid.planning.plan import Cell, Stage1Job
-from xgrid.running.requests import base_model_source, stage1_request, stage2_request
+from xgrid.running.encoders import base_model_source, resolve_encoder
+from xgrid.running.requests import stage1_request, stage2_request
 from xgrid.running.stage1_writer import train_checkpoint
 from xgrid.running.store import CheckpointStore
 from xgrid.training.context import LocalContext, TrainContext
@@ -27,7 +28,7 @@ class Stage1Outcome:
 
 def ensure_stage1(job: Stage1Job, space: SearchSpace, store: CheckpointStore,
                   ctx: TrainContext | None = None) -> Stage1Outcome:
-    base = base_model_source(job.base_model, space, store.local)
+    base = resolve_encoder(base_model_source(job.base_model, space, store))  # this process's own
     if not job.trains:
         return Stage1Outcome(job.key, base, False, None)
     # A corrupt checkpoint is quarantined by `find` and trained again here, as stage 1 of a search does.

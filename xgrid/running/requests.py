@@ -6,9 +6,7 @@ Everything a request needs is already on the job or cell (its resolved `TaskSpec
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from xgrid.config import EMBEDDED_TINY, BaseModelSpec, SearchSpace
+from xgrid.config import SearchSpace
 from xgrid.data.sources import LoadContext
 from xgrid.formats.retrieval import RetrievalSettings
 from xgrid.planning.plan import Cell, Stage1Job
@@ -18,15 +16,6 @@ from xgrid.training.phase import Hparams, PhaseRequest
 
 def load_context(space: SearchSpace) -> LoadContext:
     return LoadContext(microbench_seed=space.microbench_seed, local_paths=dict(space.local_paths))
-
-
-def base_model_source(base: BaseModelSpec, space: SearchSpace, store_root: str | Path) -> str:
-    """A loadable source for a base model: the embedded tiny model is built (once) under the store."""
-    if base.source == EMBEDDED_TINY:
-        from xgrid.models.tiny import ensure_tiny_model
-
-        return str(ensure_tiny_model(store_root, space.microbench_seed))
-    return base.source
 
 
 def stage1_request(job: Stage1Job, space: SearchSpace, base_source: str) -> PhaseRequest:

@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from xgrid.nodes import node_name
+from xgrid.running.encoders import resolved
 from xgrid.running.store import CheckpointStore
 from xgrid.training.context import TrainContext
 from xgrid.training.phase import SUMMARY_FILE, PhaseRequest, PhaseResult, run_phase
@@ -23,9 +25,10 @@ def train_checkpoint(request: PhaseRequest, key: str, store: CheckpointStore, ct
     The request's own output_dir is ignored: the staging folder is the writer's."""
     staging = store.staging_dir(key) if ctx.rank == 0 else None
     try:
-        result = run_phase(replace(request, output_dir=str(staging) if staging else None), ctx)
+        request = replace(resolved(request), output_dir=str(staging) if staging else None)  # the base, on this node
+        result = run_phase(request, ctx)
         if staging is not None:
-            (staging / SUMMARY_FILE).write_text(json.dumps(result.summary()))
+            (staging / SUMMARY_FILE).write_text(json.dumps(result.summary() | {"node": node_name()}))
             store.commit(key, staging)
     except BaseException:
         if staging is not None:  # a failed or interrupted writer leaves nothing behind, not even a staging folder
@@ -35,6 +38,11 @@ def train_checkpoint(request: PhaseRequest, key: str, store: CheckpointStore, ct
 
 
 def read_summary(encoder_folder: str | Path) -> dict[str, Any]:
-    """The training record a checkpoint carries (Train V2 keeps no metrics in Result for runs that report
-    without checkpoints, so the driver reads it from the store)."""
+    """The training record a checkpoint carries."""
     return json.loads((Path(encoder_folder) / SUMMARY_FILE).read_text())
+
+
+def read_stored_summary(store: CheckpointStore, key: str) -> dict[str, Any]:
+    """The training record of the store's checkpoint `key`, read without fetching its weights (Train V2 keeps no
+    metrics in Result for runs that report without checkpoints, so the driver reads it from the store)."""
+    return json.loads(store.read_text(key, SUMMARY_FILE))

@@ -9,6 +9,10 @@ remote root gets the files uploaded with the manifest and the marker last). A cr
 half checkpoint that a later search would trust, and of two writers of one key the first rename wins: the
 other's copy is discarded.
 
+A node fetches what its trials need into its own cache (a remote root's mirror, `local_cache`): the driver hands
+out keys, never its local paths (`running.encoders`). The cache is evicted by size, least recently used first,
+down to `XGRID_CACHE_LIMIT_GB` (default 100); the checkpoint being fetched is never evicted.
+
 Disks and object stores do lose bytes, so a checkpoint is verified against its manifest whenever it is handed
 out (`fetch`, `find`; the local mirror of a remote root too). One that fails is moved to
 `<root>/quarantine/<key>-<stamp>/` (kept for a post-mortem, out of the way of later searches) and counts as
@@ -27,6 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+CACHE_LIMIT_ENV = "XGRID_CACHE_LIMIT_GB"
+DEFAULT_CACHE_LIMIT_GB = 100.0
 MARKER = "XGRID_COMPLETE"
 MANIFEST = "XGRID_MANIFEST.json"
 QUARANTINE = "quarantine"
@@ -127,6 +133,18 @@ def _safetensors_complete(path: Path) -> bool:
     return size == 8 + length + end
 
 
+def cache_limit_bytes() -> int:
+    """XGRID_CACHE_LIMIT_GB (GB = 10^9 bytes), DEFAULT_CACHE_LIMIT_GB when unset."""
+    text = os.environ.get(CACHE_LIMIT_ENV, "").strip()
+    try:
+        gigabytes = float(text) if text else DEFAULT_CACHE_LIMIT_GB
+    except ValueError:
+        raise ValueError(f"{CACHE_LIMIT_ENV}={text!r}: expected a number of GB (e.g. 200)") from None
+    if gigabytes < 0:
+        raise ValueError(f"{CACHE_LIMIT_ENV}={text!r}: expected a number of GB >= 0")
+    return int(gigabytes * 1e9)
+
+
 def _stamp() -> str:
     # The pid keeps two processes quarantining the same key in the same microsecond apart.
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{os.getpid()}"
@@ -156,6 +174,59 @@ class CheckpointStore:
             return True
         return self._fs is not None and self.has_remote(key)
 
+    def check(self, key: str, on_corrupt: Callable[[CorruptCheckpoint], None] | None = None) -> bool:
+        """Committed and whole, without bringing it to this machine: what the driver asks (the nodes fetch).
+        A local root's checkpoint is verified in full (`find`); a remote one's manifest is read and every file's
+        size checked against the listing (the bytes are hashed by the node that fetches it). A corrupt one is
+        quarantined (`on_corrupt` hears why) and counts as missing: the caller trains it."""
+        if self._fs is None:
+            return self.find(key, on_corrupt) is not None
+        if not self.has_remote(key):
+            return False
+        try:
+            self._verify_remote_sizes(key)
+        except CorruptCheckpoint as bad:
+            bad.moved_to = self._quarantine_remote(key)
+            if on_corrupt is not None:
+                on_corrupt(bad)
+            return False
+        return True
+
+    def read_text(self, key: str, name: str) -> str:
+        """One file of a committed checkpoint (its training record, its manifest), without fetching the rest."""
+        local = self.local_path(key) / name
+        if self._fs is None or local.is_file():
+            try:
+                return local.read_text()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"stage-1 checkpoint {key}: no {name} under {self.root}") from None
+        try:
+            with self._fs.open_input_stream(f"{self._base}/checkpoints/{key}/{name}") as stream:
+                return stream.read().decode()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"stage-1 checkpoint {key}: no {name} under {self.root}") from None
+
+    def _verify_remote_sizes(self, key: str) -> None:
+        import pyarrow.fs
+
+        try:
+            files = json.loads(self.read_text(key, MANIFEST))["files"]
+            expected = {str(name): int(e["size"]) for name, e in files.items()}
+        except FileNotFoundError:
+            return  # committed before manifests existed: checked where it is fetched (`_verify_legacy`)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise _corrupt(key, MANIFEST, "cannot be read") from None
+        base = f"{self._base}/checkpoints/{key}"
+        listing = self._fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True))
+        sizes = {info.path[len(base) + 1:]: info.size for info in listing if info.type == pyarrow.fs.FileType.File}
+        for name in sorted(set(sizes) - set(expected) - _BOOKKEEPING):
+            raise _corrupt(key, name, "is not in the manifest")
+        for name, size in expected.items():
+            if name not in sizes:
+                raise _corrupt(key, name, "is missing")
+            if sizes[name] != size:
+                raise _corrupt(key, name, f"has {sizes[name]} bytes, the manifest says {size} (truncated?)")
+
     def find(self, key: str, on_corrupt: Callable[[CorruptCheckpoint], None] | None = None) -> Path | None:
         """The verified local folder of `key`, or None when it is not committed or was corrupt (then it has
         been quarantined and `on_corrupt` hears why): either way the caller trains it."""
@@ -176,6 +247,7 @@ class CheckpointStore:
         manifest."""
         local = self.local_path(key)
         if key in self._verified and (local / MARKER).is_file():
+            self._used(local)
             return local
         if (local / MARKER).is_file():
             try:
@@ -187,6 +259,7 @@ class CheckpointStore:
                 # Only this node's mirror was damaged: the remote copy may be fine, so fetch it again.
             else:
                 self._verified.add(key)
+                self._used(local)
                 return local
         if self._fs is None:
             raise FileNotFoundError(f"no stage-1 checkpoint {key} under {self.root}")
@@ -206,7 +279,49 @@ class CheckpointStore:
             raise
         self._publish_local(staging, local)
         self._verified.add(key)
+        self._used(local)
+        self.evict(keep=key)
         return local
+
+    # --- the node's cache of a remote root -----------------------------------------------------------------
+    @staticmethod
+    def _used(local: Path) -> None:
+        """Marks a mirror as just used (its marker's time): eviction goes by it."""
+        try:
+            os.utime(local / MARKER)
+        except OSError:
+            pass
+
+    def evict(self, keep: str | None = None, limit_bytes: int | None = None) -> list[str]:
+        """A remote root's mirrors on this node, least recently used first, removed until the cache fits
+        `limit_bytes` (default: XGRID_CACHE_LIMIT_GB); never `keep`. A local root is the store itself: nothing
+        is evicted. Returns the keys removed."""
+        if self._fs is None:
+            return []
+        limit = cache_limit_bytes() if limit_bytes is None else limit_bytes
+        folder = self.local / "checkpoints"
+        mirrors = []
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if (path / MARKER).is_file():
+                size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                mirrors.append(((path / MARKER).stat().st_mtime, path, size))
+        total, removed = sum(size for *_, size in mirrors), []
+        for _, path, size in sorted(mirrors, key=lambda m: m[0]):
+            if total <= limit:
+                break
+            if path.name == keep:
+                continue
+            # Renamed away first (one step), so no reader ever sees a half-deleted mirror under the key.
+            trash = path.with_name(f".evicted-{path.name}-{_stamp()}")
+            try:
+                os.rename(path, trash)
+            except OSError:
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
+            self._verified.discard(path.name)
+            total -= size
+            removed.append(path.name)
+        return removed
 
     # --- writes --------------------------------------------------------------------------------------------
     def staging_dir(self, key: str) -> Path:

@@ -220,6 +220,7 @@ def run_search(plan: Plan, options: SearchOptions = SearchOptions(), on_ready=No
         with ray_session(options) as dashboard:  # also before the folder: a Ray that does not start leaves nothing
             if options.address:
                 _check_cluster_fits(plan)  # a local Ray was checked against this machine before it started
+                _check_shared_folders(plan, options, resume)
             return _search(plan, options, on_ready, dashboard, started_at, resume)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM; Ray is down now, so nothing writes into the store any more
         CheckpointStore(options.store).discard_staging([job.key for job in plan.trained_jobs])
@@ -237,6 +238,20 @@ def _check_cluster_fits(plan: Plan) -> None:
     try:
         check_placeable(plan.space, ray.cluster_resources(), [n["Resources"] for n in ray.nodes() if n.get("Alive")])
     except PreflightError as err:
+        raise SearchSetupError(str(err)) from None
+
+
+def _check_shared_folders(plan: Plan, options: SearchOptions, resume: Path | None) -> None:
+    """Nodes that share no file system cannot share a local store root, nor Ray's trial storage in the search
+    folder (`shared_paths`): refused here, before the search folder exists."""
+    from xgrid.search.shared_paths import UnsharedFolder, check_shared
+
+    folders = {"--store-root": options.store}
+    if not is_uri(options.store):  # else Ray's trial storage lives under the store root too
+        folders["--output-dir"] = str(resume or options.output_root / plan.space.name)
+    try:
+        check_shared(folders)
+    except UnsharedFolder as err:
         raise SearchSetupError(str(err)) from None
 
 

@@ -17,9 +17,11 @@ import ray
 
 from xgrid.config import SearchSpace
 from xgrid.events import SearchListener
+from xgrid.nodes import node_name
 from xgrid.planning.plan import Plan, Stage1Job
-from xgrid.running.requests import base_model_source, stage1_request
-from xgrid.running.stage1_writer import read_summary, train_checkpoint
+from xgrid.running.encoders import base_model_source, stored
+from xgrid.running.requests import stage1_request
+from xgrid.running.stage1_writer import read_stored_summary, train_checkpoint
 from xgrid.running.store import CheckpointStore, CorruptCheckpoint
 from xgrid.search.trial import inline_context, torch_trainer
 from xgrid.search.tune_events import short_error
@@ -33,20 +35,20 @@ class Stage1Error(RuntimeError):
 def _train_inline(job: Stage1Job, space: SearchSpace, store_root: str, base_source: str) -> dict[str, Any]:
     result = train_checkpoint(stage1_request(job, space, base_source), job.key, CheckpointStore(store_root),
                               inline_context(space.resources_for(job.base_model.name)))
-    return result.summary()
+    return result.summary() | {"node": node_name()}
 
 
 def run_stage1(plan: Plan, store_root: str, storage_path: str, listener: SearchListener) -> dict[str, str]:
-    """Returns stage-1 key -> loadable encoder folder for every job of the plan (baselines included)."""
+    """Returns stage-1 key -> encoder source for every job of the plan (baselines included): a reference to the
+    store's checkpoint (`running.encoders`), which the node running a trial fetches; nothing is downloaded here."""
     space = plan.space
     store = CheckpointStore(store_root)
     encoders: dict[str, str] = {}
     todo: list[tuple[Stage1Job, str]] = []
     for job in plan.jobs:
-        base = base_model_source(job.base_model, space, store.local)
-        folder = store.find(job.key, on_corrupt=report_corrupt) if job.trains else None
-        if not job.trains or folder is not None:
-            encoders[job.key] = str(folder) if job.trains else base
+        base = base_model_source(job.base_model, space, store)
+        if not job.trains or store.check(job.key, on_corrupt=report_corrupt):
+            encoders[job.key] = stored(job.key, store) if job.trains else base
             listener.stage1_finished(job, False, None)
         else:
             todo.append((job, base))
@@ -63,11 +65,14 @@ def run_stage1(plan: Plan, store_root: str, storage_path: str, listener: SearchL
             outcomes += _run_as_tasks(jobs, space, resources, store_root, listener)
     failures = [f"{job.intermediate} (seed {job.seed}): {err}" for job, err in outcomes if err]
     for job, err in outcomes:
-        if not err:
-            try:
-                encoders[job.key] = str(store.fetch(job.key))
-            except (CorruptCheckpoint, FileNotFoundError) as bad:  # damaged between its commit and now
-                failures.append(f"{job.intermediate} (seed {job.seed}): {bad}")
+        if err:
+            continue
+        damaged: list[CorruptCheckpoint] = []
+        if store.check(job.key, on_corrupt=damaged.append):
+            encoders[job.key] = stored(job.key, store)
+        else:  # damaged (or gone) between its commit and now: not handed out
+            why = damaged[0] if damaged else f"checkpoint {job.key} is not in the store {store.root}"
+            failures.append(f"{job.intermediate} (seed {job.seed}): {why}")
     if failures:
         raise Stage1Error("stage-1 training failed for: " + "; ".join(failures))
     return encoders
@@ -125,8 +130,8 @@ def _run_with_trainers(todo, space, resources, store, storage_path, listener):
             listener.stage1_failed(job, short_error(err))
             return job, short_error(err)
         try:
-            summary = read_summary(store.fetch(job.key))
-        except (CorruptCheckpoint, FileNotFoundError) as bad:
+            summary = read_stored_summary(store, job.key)
+        except (CorruptCheckpoint, FileNotFoundError, ValueError) as bad:
             listener.stage1_failed(job, str(bad))
             return job, str(bad)
         listener.stage1_finished(job, True, summary)

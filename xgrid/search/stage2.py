@@ -21,6 +21,7 @@ from ray import tune
 
 from xgrid.config import SearchSpace
 from xgrid.events import SearchListener, TrialRecord
+from xgrid.nodes import node_name
 from xgrid.planning.plan import Cell, Plan
 from xgrid.redaction import RedactingWriter
 from xgrid.running.requests import stage2_request
@@ -41,7 +42,7 @@ class TrialSetup:
 
     space: SearchSpace
     cells: dict[str, Cell]
-    encoders: dict[str, str]  # stage-1 key -> encoder folder
+    encoders: dict[str, str]  # stage-1 key -> encoder source (a store reference: the trial's node fetches it)
     storage_path: str
     # A search resumed after its driver died: `resume_key(cell, learning rate)` -> the last checkpoint folder of
     # that trial's earlier attempt (`xgrid.training.phase_checkpoint.latest_checkpoint_in(trial folder)`). A new
@@ -252,12 +253,12 @@ def _earlier_checkpoints(queue, cells: dict[str, Cell], storage_path: str, run_n
 
 
 @ray.remote
-def _retrieval_eval(cell: Cell, space: SearchSpace, encoder: str) -> dict[str, Any]:
+def _retrieval_eval(cell: Cell, space: SearchSpace, encoder: str) -> tuple[dict[str, Any], str]:
     # Nothing is trained: the learning rate only fills the request's hyper-parameters.
     model = cell.base_model.name
     request = stage2_request(cell, space.training_for(cell.target, model).learning_rate.fixed_value(), space, encoder)
     result = run_inline(request, space.resources_for(model))
-    return result.flat_metrics() | {SECONDS: result.seconds, EPOCH: 0}
+    return result.flat_metrics() | {SECONDS: result.seconds, EPOCH: 0}, node_name()
 
 
 def _score_retrieval(cells, space, encoders, listener) -> list[TrialRecord]:
@@ -273,7 +274,7 @@ def _score_retrieval(cells, space, encoders, listener) -> list[TrialRecord]:
         done, _ = ray.wait(list(pending), num_returns=1)
         record = pending.pop(done[0])
         try:
-            record.metrics = ray.get(done[0])
+            record.metrics, record.node = ray.get(done[0])
             record.history = [record.metrics]
         except Exception as err:
             record.status, record.error = "failed", short_error(err)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 
 from xgrid.config import Resources
+from xgrid.running.encoders import resolved
 from xgrid.training.context import CheckpointSink, LocalContext
 from xgrid.training.phase import PhaseRequest, PhaseResult, run_phase
 
@@ -31,7 +32,8 @@ def inline_context(resources: Resources, reporter: Callable[[dict[str, Any]], No
 def run_inline(request: PhaseRequest, resources: Resources,
                reporter: Callable[[dict[str, Any]], None] | None = None,
                checkpoints: CheckpointSink | None = None) -> PhaseResult:
-    return run_phase(request, inline_context(resources, reporter, checkpoints))
+    """In this process, on this node: the encoder is fetched here (`running.encoders`)."""
+    return run_phase(resolved(request), inline_context(resources, reporter, checkpoints))
 
 
 class TuneCheckpoints:
@@ -62,7 +64,7 @@ def ray_train_worker(config: dict[str, Any]) -> None:
                           activation_checkpointing=resources.activation_checkpointing,
                           cpu_offload=resources.cpu_offload, precision=resources.precision)
     if config.get("store_key") is None:
-        run_phase(config["request"], ctx)
+        run_phase(resolved(config["request"]), ctx)  # every worker fetches the encoder on its own node
         return
     from xgrid.running.stage1_writer import train_checkpoint
     from xgrid.running.store import CheckpointStore

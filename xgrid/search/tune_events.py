@@ -74,6 +74,7 @@ class TuneEvents(Callback):
         metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         record.metrics = metrics
         record.history.append(metrics)
+        record.node = result.get("node_ip") or record.node  # Tune's: the node of the trial's process
         self.listener.trial_result(record, metrics)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

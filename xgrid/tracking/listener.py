@@ -20,6 +20,7 @@ from xgrid.config import SearchSpace
 from xgrid.events import SearchListener, TrialRecord, selected_trials
 from xgrid.planning.plan import Plan, Stage1Job
 from xgrid.folder_state import read_state, update_state
+from xgrid.nodes import node_name
 from xgrid.tracking.base import FAILED, FINISHED, KILLED, RunWriter
 
 # Files of the search folder kept with the parent run: what was planned (and with which code, libraries, model
@@ -120,7 +121,9 @@ class TrackingListener(SearchListener):
         self.parent_id = self.writer.create_run(
             f"search-{search_id}", {schema.STAGE: schema.SEARCH_STAGE, schema.SEARCH_ID_TAG: search_id,
                                     schema.SPACE_TAG: space.name, schema.SPACE_FINGERPRINT_TAG: space.fingerprint(),
-                                    schema.POLICY_TAG: space.selection_policy} | self._provenance_tags())
+                                    schema.POLICY_TAG: space.selection_policy,
+                                    schema.NODE_TAG: node_name()}  # the driver's
+            | self._provenance_tags())
         self.writer.log_params(self.parent_id, {
             "targets": ",".join(space.targets), "seeds": str(space.seeds), "cells": str(len(plan.cells)),
             "stage1_jobs": str(len(plan.trained_jobs)), "trials_per_cell": str(space.search.trials_per_cell),
@@ -233,6 +236,8 @@ class TrackingListener(SearchListener):
             self.writer.log_metrics(run_id, _numeric(record), step=_step(record))
         for metrics in (result or {}).get("final", {}).get(schema.ENGLISH_DEV, {}).values():
             self.writer.log_metrics(run_id, _numeric(metrics))
+        if (result or {}).get("node"):
+            self.writer.set_tags(run_id, {schema.NODE_TAG: str(result["node"])})
         self._end(f"stage1:{job.key}", FINISHED)
 
     def stage1_failed(self, job: Stage1Job, error: str) -> None:
@@ -270,7 +275,8 @@ class TrackingListener(SearchListener):
         final = {k: v for k, v in _reported(record.metrics).items() if not schema.is_epoch_metric(k)}
         self.writer.log_metrics(run_id, final, step=_step(record.metrics))
         self.writer.set_tags(run_id, {schema.STATUS_TAG: record.status}
-                             | ({schema.ERROR_TAG: record.error[:ERROR_CHARS]} if record.error else {}))
+                             | ({schema.ERROR_TAG: record.error[:ERROR_CHARS]} if record.error else {})
+                             | ({schema.NODE_TAG: record.node} if record.node else {}))
         self._end(record.trial_id, RUN_STATUS[record.status])
 
     def target_finished(self, target: str, records: list[TrialRecord]) -> None:
