@@ -52,6 +52,12 @@ def encode(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return out.last_hidden_state
 
 
+def column(data: Any, name: str) -> list[Any]:
+    """A column's values as one list, read in one Arrow query: iterating `dataset[name]` (a lazy `Column`) costs a
+    row look-up per value, which on a tagging dev split scored every epoch is a tenth of its evaluation."""
+    return data[name][:]
+
+
 def pad_sequences(rows: list[list[int]], value: int) -> torch.Tensor:
     width = max(len(r) for r in rows)
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)

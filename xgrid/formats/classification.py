@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xgrid.formats.base import ClsHead, FormatTask, TrainedFormat, label_indexer, label_names
+from xgrid.formats.base import ClsHead, FormatTask, TrainedFormat, column, label_indexer, label_names
 from xgrid.metrics.classification import accuracy
 
 
@@ -50,5 +50,5 @@ class Classification(TrainedFormat):
 
     def score(self, outputs, features, examples, task, language):
         predictions = np.concatenate(outputs).argmax(-1)
-        return accuracy(predictions.tolist(), list(features["labels"]))
+        return accuracy(predictions.tolist(), column(features, "labels"))
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xgrid.formats.base import ClsHead, TrainedFormat, encode, pad_sequences
+from xgrid.formats.base import ClsHead, TrainedFormat, column, encode, pad_sequences
 from xgrid.metrics.classification import accuracy
 
 
@@ -74,4 +74,4 @@ class MultipleChoice(TrainedFormat):
         return F.cross_entropy(outputs, batch["labels"])
 
     def score(self, outputs, features, examples, task, language):
-        return accuracy(np.concatenate(outputs).argmax(-1).tolist(), list(features["labels"]))
+        return accuracy(np.concatenate(outputs).argmax(-1).tolist(), column(features, "labels"))

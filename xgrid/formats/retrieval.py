@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from xgrid.data.sources import LoadContext, MissingSplitError
-from xgrid.formats.base import FormatTask, RetrievalSettings, ScoredFormat
+from xgrid.formats.base import FormatTask, RetrievalSettings, ScoredFormat, column
 from xgrid.metrics.retrieval import (accuracy_at_1, bucc_f1, bucc_mine, bucc_optimal_threshold, cls_pool,
                                      l2_normalize, mean_average_precision_at_k, mean_pool)
 
@@ -77,8 +77,8 @@ class ParallelSentenceRetrieval(ScoredFormat):
 
     def evaluate_encoder(self, encoder, tokenizer, examples: datasets.Dataset, task: FormatTask, language: str,
                          settings: RetrievalSettings, device="cpu", load: LoadContext | None = None) -> dict[str, float]:
-        src = embed(encoder, tokenizer, _clean(examples[task.option("source", "source_sentence")]), settings, device)
-        trg = embed(encoder, tokenizer, _clean(examples[task.option("target", "target_sentence")]), settings, device)
+        src = embed(encoder, tokenizer, _clean(column(examples, task.option("source", "source_sentence"))), settings, device)
+        trg = embed(encoder, tokenizer, _clean(column(examples, task.option("target", "target_sentence"))), settings, device)
         return accuracy_at_1(src, trg)
 
 

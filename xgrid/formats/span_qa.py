@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xgrid.formats.base import TrainedFormat, encode
+from xgrid.formats.base import TrainedFormat, column, encode
 from xgrid.metrics.qa import mlqa_metrics, qa_score, squad_metrics
 
 QA_SCORE = "em_f1"  # (EM + F1) / 2, XTREME-R's QA score: the primary metric of the QA targets
@@ -75,8 +75,8 @@ class SpanQA(TrainedFormat):
         version_2 = task.option("version_2", False)
         best: dict[str, tuple[float, str]] = {}
         null: dict[str, float] = {}
-        contexts = dict(zip(examples["id"], examples["context"]))
-        rows = iter(zip(features["example_id"], features["offsets"]))
+        contexts = dict(zip(column(examples, "id"), column(examples, "context")))
+        rows = iter(zip(column(features, "example_id"), column(features, "offsets")))
         for batch_logits in outputs:
             for logits in batch_logits:
                 example_id, offsets = next(rows)
@@ -90,7 +90,7 @@ class SpanQA(TrainedFormat):
             score, text = best.get(example_id, (-np.inf, ""))
             # SQuAD v2: answer "" when the null span beats every real span (the official default threshold 0).
             predictions[example_id] = "" if version_2 and null.get(example_id, -np.inf) > score else text
-        references = {i: list(a["text"]) for i, a in zip(examples["id"], examples["answers"])}
+        references = {i: list(a["text"]) for i, a in zip(column(examples, "id"), column(examples, "answers"))}
         if task.option("metric_variant", "squad") == "mlqa":
             scores = mlqa_metrics(predictions, references, language)
         else:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xgrid.formats.base import TrainedFormat, label_indexer, label_names, pad_sequences
+from xgrid.formats.base import TrainedFormat, column, label_indexer, label_names, pad_sequences
 from xgrid.metrics.tagging import seqeval_metrics
 
 IGNORE = -100
@@ -70,13 +70,13 @@ class Tagging(TrainedFormat):
         names = label_names(task, examples, tags_col)
         as_index = label_indexer(examples.features[tags_col], names)
         predicted: list[list[str]] = []
-        rows = iter(features["labels"])
+        rows = iter(column(features, "labels"))
         for batch_logits in outputs:
             for logits in batch_logits:
                 labels = np.asarray(next(rows))
                 keep = labels != IGNORE
                 predicted.append([names[i] for i in logits[: len(labels)][keep].argmax(-1)])
-        gold = [[names[as_index(t)] for t in tags] for tags in examples[tags_col]]
+        gold = [[names[as_index(t)] for t in tags] for tags in column(examples, tags_col)]
         # Words cut off by max_length get no prediction: score them as the first label ("O" in NER),
         # so truncation costs recall instead of silently shrinking the test set.
         predicted = [p + [names[0]] * (len(g) - len(p)) for p, g in zip(predicted, gold)]
