@@ -84,6 +84,50 @@ def _stage_filter(stage: str) -> str:
     return f"tags.{schema.STAGE} = '{stage}'"
 
 
+def _sql_store(client: MlflowClient):
+    """MLflow's SQLAlchemy store behind the client (sqlite:, postgresql:, mysql: ... URIs), None for any other
+    (a tracking server, a folder)."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = client._tracking_client.store
+    except Exception:  # another MLflow layout: the client's own search serves
+        return None
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def sql_stage_runs(store, experiment_id: str, stage: str) -> list[RunRecord]:
+    """The active runs of one stage (tag `stage`), straight from the store's tables with MLflow's own table
+    models: what `search_runs` returns (the same runs, latest metrics, params and tags, in its order: start time
+    descending, then run id), in four plain queries. `search_runs` builds an ORM object for every tag, param and
+    metric of every run, which at 10,000 runs costs most of a minute."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from sqlalchemy import select
+
+    in_stage = select(SqlTag.run_uuid).where(SqlTag.key == schema.STAGE, SqlTag.value == stage)
+    chosen = (SqlRun.experiment_id == int(experiment_id), SqlRun.lifecycle_stage == "active",
+              SqlRun.run_uuid.in_(in_stage))
+    ids = select(SqlRun.run_uuid).where(*chosen)
+    with store.ManagedSessionMaker() as session:
+        runs = session.execute(select(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time, SqlRun.end_time)
+                               .where(*chosen).order_by(SqlRun.start_time.desc(), SqlRun.run_uuid)).all()
+        tags: dict[str, dict[str, str]] = {run_id: {} for run_id, *_ in runs}
+        metrics: dict[str, dict[str, float]] = {run_id: {} for run_id, *_ in runs}
+        params: dict[str, dict[str, str]] = {run_id: {} for run_id, *_ in runs}
+        for run_id, key, value in session.execute(select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+                                                  .where(SqlTag.run_uuid.in_(ids))):
+            tags[run_id][key] = value
+        for run_id, key, value, is_nan in session.execute(
+                select(SqlLatestMetric.run_uuid, SqlLatestMetric.key, SqlLatestMetric.value, SqlLatestMetric.is_nan)
+                .where(SqlLatestMetric.run_uuid.in_(ids))):
+            metrics[run_id][key] = float("nan") if is_nan else value  # as SqlLatestMetric.to_mlflow_entity
+        for run_id, key, value in session.execute(select(SqlParam.run_uuid, SqlParam.key, SqlParam.value)
+                                                  .where(SqlParam.run_uuid.in_(ids))):
+            params[run_id][key] = value
+    return [RunRecord(run_id, status, tags[run_id], metrics[run_id], params[run_id], start or None, end or None)
+            for run_id, status, start, end in runs]
+
+
 def _record(run) -> RunRecord:
     return RunRecord(run.info.run_id, run.info.status, dict(run.data.tags), dict(run.data.metrics),
                      dict(run.data.params), run.info.start_time or None, run.info.end_time or None)
@@ -102,6 +146,9 @@ class MlflowReader:
 
     @translated()
     def stage_runs(self, experiment_id: str, stage: str) -> list[RunRecord]:
+        store = _sql_store(self.client)
+        if store is not None:
+            return sql_stage_runs(store, experiment_id, stage)
         return [_record(run) for run in search_all_runs(self.client, experiment_id, _stage_filter(stage))]
 
     @translated()
