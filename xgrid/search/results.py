@@ -41,10 +41,29 @@ def best_per_cell(records: list[TrialRecord], space: SearchSpace) -> list[dict[s
     return rows
 
 
-def write_results(search_dir: Path, records: dict[str, list[TrialRecord]], best: list[dict[str, Any]]) -> None:
-    trials = [{"trial_id": r.trial_id, "cell": r.cell.tags(), "learning_rate": r.learning_rate,
-               "status": r.status, "error": r.error, "metrics": r.metrics} for rs in records.values() for r in rs]
-    atomic_write(search_dir / "results.json", json.dumps({"trials": trials, "best": best}, indent=1, default=str))
+def _trial(record: TrialRecord) -> dict[str, Any]:
+    return {"trial_id": record.trial_id, "cell": record.cell.tags(), "learning_rate": record.learning_rate,
+            "status": record.status, "error": record.error, "metrics": record.metrics}
+
+
+def _nested(value: Any, depth: int) -> str:
+    """`value` as `json.dumps(..., indent=1, default=str)` writes it `depth` levels down in a document."""
+    return json.dumps(value, indent=1, default=str).replace("\n", "\n" + " " * depth)
+
+
+def _document(trials: list[str], best: list[dict[str, Any]]) -> str:
+    """`json.dumps({"trials": ..., "best": best}, indent=1, default=str)`, from each trial already encoded
+    (`_nested(trial, 2)`): the encoder with an indent is pure Python, and re-encoding every trial of a search
+    after each one finishes grew with the search."""
+    listed = "[\n  " + ",\n  ".join(trials) + "\n ]" if trials else "[]"
+    return '{\n "trials": ' + listed + ',\n "best": ' + _nested(best, 1) + "\n}"
+
+
+def write_results(search_dir: Path, records: dict[str, list[TrialRecord]], best: list[dict[str, Any]],
+                  encoded: list[str] | None = None) -> None:
+    """results.json and results.csv; `encoded`: the trials of `records` already encoded (`_nested(_trial(r), 2)`)."""
+    trials = encoded if encoded is not None else [_nested(_trial(r), 2) for rs in records.values() for r in rs]
+    atomic_write(search_dir / "results.json", _document(trials, best))
     columns = list(dict.fromkeys(k for row in best for k in row))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=columns)
@@ -60,6 +79,10 @@ class ResultsFile(SearchListener):
     def __init__(self, search_dir: Path, space: SearchSpace, previous: dict[str, list[TrialRecord]] | None = None):
         self.search_dir, self.space = Path(search_dir), space
         self.records: dict[str, TrialRecord] = {r.trial_id: r for rs in (previous or {}).values() for r in rs}
+        # What the last write computed, per trial (its JSON) and per cell (its results.csv row), with the state it
+        # was computed from: a write redoes only the trials and cells that changed since.
+        self._encoded: dict[str, tuple[tuple, str]] = {}
+        self._rows: dict[str, tuple[tuple, dict[str, Any]]] = {}
 
     def trial_finished(self, record: TrialRecord) -> None:
         self.records[record.trial_id] = record
@@ -77,8 +100,31 @@ class ResultsFile(SearchListener):
         return grouped
 
     def write(self) -> list[dict[str, Any]]:
-        """Write both files; returns the best trial of every cell."""
+        """Write both files; returns the best trial of every cell (the same as `best_per_cell` of every trial)."""
         records = self.by_target()
-        best = best_per_cell([r for rs in records.values() for r in rs], self.space)
-        write_results(self.search_dir, records, best)
+        encoded, cells = [], {}
+        for rs in records.values():
+            for record in rs:
+                key = _state(record)
+                known = self._encoded.get(record.trial_id)
+                if known is None or known[0] != key:
+                    known = self._encoded[record.trial_id] = (key, _nested(_trial(record), 2))
+                encoded.append(known[1])
+                cells.setdefault(record.cell.id, []).append((record, key))
+        best = []
+        for cell_id, members in cells.items():
+            key = tuple(k for _, k in members)
+            known = self._rows.get(cell_id)
+            if known is None or known[0] != key:
+                (row,) = best_per_cell([r for r, _ in members], self.space)
+                known = self._rows[cell_id] = (key, row)
+            best.append(dict(known[1]))
+        write_results(self.search_dir, records, best, encoded)
         return best
+
+
+def _state(record: TrialRecord) -> tuple:
+    """What a trial's JSON and its cell's row are computed from: a record changes by being given a new status,
+    error or metrics dict (its reports replace the dict, never edit it), or by another record of the trial."""
+    return (id(record), record.status, record.error, record.learning_rate, id(record.metrics), len(record.metrics),
+            record.node)
