@@ -14,6 +14,8 @@ at most one every `interval` seconds, plus one when stage 1 or a target ends and
 
 from __future__ import annotations
 
+import bisect
+
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ class Tally:
     cut_off: int = 0  # running when the search was interrupted: neither done nor queued any more
     best: float | None = None
     started: dict[object, float] = field(default_factory=dict)  # running unit -> monotonic start
-    durations: list[float] = field(default_factory=list)  # of the units that finished
+    durations: list[float] = field(default_factory=list)  # of the units that finished, shortest first
 
     @property
     def running(self) -> int:
@@ -59,11 +61,15 @@ class Tally:
     def finish(self, unit: object, outcome: str) -> None:
         began = self.started.pop(unit, None)
         if began is not None and outcome in ("completed", "stopped"):
-            self.durations.append(time.monotonic() - began)
+            # Kept sorted, so the median is two look-ups: the progress is redrawn on every event of every trial.
+            bisect.insort(self.durations, time.monotonic() - began)
         setattr(self, outcome, getattr(self, outcome) + 1)
 
     def eta(self) -> float | None:
-        return eta_seconds(self.total - self.done, self.durations, self.concurrency)
+        d, n = self.durations, len(self.durations)
+        # The median of the sorted durations, computed as statistics.median does; eta_seconds takes it from there.
+        median = [] if not n else [d[n // 2] if n % 2 else (d[n // 2 - 1] + d[n // 2]) / 2]
+        return eta_seconds(self.total - self.done, median, self.concurrency)
 
 
 class Progress(SearchListener):
