@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, ViewType
+from mlflow.entities import Metric, Param, RunTag, ViewType
 
 from xgrid.tracking.base import EndStatus, TrackingError
 from xgrid.tracking.mlflow_errors import translated
@@ -218,8 +218,9 @@ class MlflowWriter:
 
     @translated()
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
+        # One request (one transaction in a SQL store) for all of them, not one per tag.
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     @translated()
     def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
