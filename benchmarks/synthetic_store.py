@@ -125,12 +125,14 @@ class BulkWriter:
         self.runs.clear(); self.tags.clear(); self.params.clear(); self.metrics.clear(); self.latest.clear()
 
 
-def drive_search(writer, space: dict[str, Any], search_dir: Path, stop_every: int = 5) -> int:
+def drive_search(writer, space: dict[str, Any], search_dir: Path, stop_every: int = 5, others=None,
+                 save_state: bool = False) -> int:
     """Play a whole search's events to xgrid's TrackingListener writing through `writer`: every stage-1 job
     trained, every cell's trials (every `stop_every`-th stopped early after one epoch), each target's selected
-    tags. Returns the number of stage-2 runs."""
+    tags. `others(space)`: more listeners to hear the same events first (as the runner's results file does);
+    `save_state`: the tracker writes search_state.json as in a search. Returns the number of stage-2 runs."""
     from xgrid.config import parse_space
-    from xgrid.events import TrialRecord
+    from xgrid.events import Listeners, TrialRecord
     from xgrid.planning.plan import build_plan
     from xgrid.running.requests import stage1_request, stage2_request
     from xgrid.tasks import default_registry
@@ -143,8 +145,10 @@ def drive_search(writer, space: dict[str, Any], search_dir: Path, stop_every: in
     parsed = parse_space(space, registry)
     plan = build_plan(parsed, registry)
     search_dir.mkdir(parents=True, exist_ok=True)
-    listener = TrackingListener(writer)
-    listener._save = lambda: None  # search_state.json is for a resume; nothing resumes this
+    tracker = TrackingListener(writer)
+    if not save_state:
+        tracker._save = lambda: None  # search_state.json is for a resume; nothing resumes this
+    listener = Listeners(*(others(parsed) if others else ()), tracker)
     listener.search_started(plan, str(search_dir))
     for job in plan.trained_jobs:
         listener.stage1_started(job)
