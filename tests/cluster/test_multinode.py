@@ -40,7 +40,9 @@ intermediates: [mb_chunk]
 targets: [mb_udpos]
 seeds: [0]
 intermediate_training: {learning_rate: 0.003, epochs: 1, max_length: 48, max_train_examples: 120, max_eval_examples: 40}
-target_training: {learning_rate: {values: [0.002, 0.005]}, epochs: 2, max_length: 48, max_train_examples: 120,
+# Trials long enough (~10 s quiet) that the two overlap: an inline trial's actor is reused by the next trial when one
+# finishes first, and the test needs one trial on each node.
+target_training: {learning_rate: {values: [0.002, 0.005]}, epochs: 3, max_length: 48, max_train_examples: 1000,
                   max_eval_examples: 40}
 search: {trials_per_cell: 2, scheduler: none}
 resources: {max_concurrent_trials: 2, cpus_per_worker: 1, trial_backend: inline}

@@ -252,3 +252,22 @@ def test_a_nodes_cache_of_a_remote_root_is_evicted_by_size_least_recently_used_f
     monkeypatch.setenv("XGRID_CACHE_LIMIT_GB", "lots")
     with pytest.raises(ValueError, match="XGRID_CACHE_LIMIT_GB='lots': expected a number of GB"):
         node.evict()
+
+
+def test_a_mirror_of_one_root_never_answers_for_another(tmp_path, monkeypatch):
+    """The same key in two roots can hold other bytes (a training record's times): each root has its own cache
+    folder, and what the driver checks of a remote root is read from the root, not from a mirror."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first, second = CheckpointStore("mock:///bucket/one"), CheckpointStore("mock:///bucket/two")
+    assert first.local != second.local and first.local.parent == second.local.parent == tmp_path / "xgrid-cache"
+    writer = CheckpointStore("mock:///bucket/r", local_cache=tmp_path / "writer")
+    real_checkpoint(writer, "k")
+    driver = other_node(writer, tmp_path / "driver")
+    stale = driver.local_path("k")
+    stale.mkdir(parents=True)
+    (stale / MANIFEST).write_text('{"version": 1, "files": {"model.safetensors": {"size": 1, "sha256": "0"}}}')
+    (stale / MARKER).write_text("k")
+    assert driver.check("k")  # the root's own manifest and listing agree
+    assert json.loads(driver.read_text("k", MANIFEST)) == json.loads(writer.read_text("k", MANIFEST))

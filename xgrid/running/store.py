@@ -157,7 +157,9 @@ class CheckpointStore:
             import pyarrow.fs
 
             self._fs, self._base = pyarrow.fs.FileSystem.from_uri(self.root)
-            self.local = Path(local_cache or Path(tempfile.gettempdir()) / "xgrid-cache")
+            # One cache per root: two roots can hold the same key with other bytes (a training record's times).
+            digest = hashlib.sha256(self.root.encode()).hexdigest()[:12]
+            self.local = Path(local_cache or Path(tempfile.gettempdir()) / "xgrid-cache" / digest)
         else:
             self._fs, self._base = None, None
             self.local = Path(self.root.removeprefix("file://")).absolute()
@@ -193,9 +195,10 @@ class CheckpointStore:
         return True
 
     def read_text(self, key: str, name: str) -> str:
-        """One file of a committed checkpoint (its training record, its manifest), without fetching the rest."""
+        """One file of a committed checkpoint (its training record, its manifest), without fetching the rest; of
+        a remote root, the remote copy (what every node will fetch), not this machine's mirror."""
         local = self.local_path(key) / name
-        if self._fs is None or local.is_file():
+        if self._fs is None:
             try:
                 return local.read_text()
             except FileNotFoundError:
