@@ -3,6 +3,8 @@ byte for byte what encoding every trial again writes (`json.dumps(..., indent=1,
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -19,11 +21,17 @@ SPACE = {"name": "results-incremental", "base_models": [{"name": "tiny"}],
 
 
 def _reference(folder: Path, results: ResultsFile) -> tuple[str, str]:
-    """What the files were before: every trial encoded again, the best rows from every trial."""
+    """What the files were before: every trial encoded again, the best rows from every trial (results.csv is
+    checked here)."""
     records = results.by_target()
     best = best_per_cell([r for rs in records.values() for r in rs], results.space)
     trials = [{"trial_id": r.trial_id, "cell": r.cell.tags(), "learning_rate": r.learning_rate, "status": r.status,
                "error": r.error, "metrics": r.metrics} for rs in records.values() for r in rs]
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(dict.fromkeys(k for row in best for k in row)))
+    writer.writeheader()
+    writer.writerows(best)
+    assert (folder / "results.csv").open(newline="").read() == table.getvalue()  # results.csv as before, too
     return json.dumps({"trials": trials, "best": best}, indent=1, default=str), best
 
 

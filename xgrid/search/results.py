@@ -51,25 +51,42 @@ def _nested(value: Any, depth: int) -> str:
     return json.dumps(value, indent=1, default=str).replace("\n", "\n" + " " * depth)
 
 
-def _document(trials: list[str], best: list[dict[str, Any]]) -> str:
+def _listed(encoded: list[str], depth: int) -> str:
+    """A list of values already encoded `depth` levels down, as json.dumps(..., indent=1) writes it."""
+    return "[\n" + " " * depth + (",\n" + " " * depth).join(encoded) + "\n" + " " * (depth - 1) + "]" if encoded else "[]"
+
+
+def _document(trials: list[str], best: list[dict[str, Any]], best_encoded: list[str] | None = None) -> str:
     """`json.dumps({"trials": ..., "best": best}, indent=1, default=str)`, from each trial already encoded
     (`_nested(trial, 2)`): the encoder with an indent is pure Python, and re-encoding every trial of a search
     after each one finishes grew with the search."""
-    listed = "[\n  " + ",\n  ".join(trials) + "\n ]" if trials else "[]"
-    return '{\n "trials": ' + listed + ',\n "best": ' + _nested(best, 1) + "\n}"
+    rows = best_encoded if best_encoded is not None else [_nested(row, 2) for row in best]
+    return '{\n "trials": ' + _listed(trials, 2) + ',\n "best": ' + _listed(rows, 2) + "\n}"
 
 
 def write_results(search_dir: Path, records: dict[str, list[TrialRecord]], best: list[dict[str, Any]],
-                  encoded: list[str] | None = None) -> None:
-    """results.json and results.csv; `encoded`: the trials of `records` already encoded (`_nested(_trial(r), 2)`)."""
+                  encoded: list[str] | None = None, best_encoded: list[str] | None = None,
+                  csv_line=None) -> None:
+    """results.json and results.csv. `encoded`: the trials of `records` already encoded (`_nested(_trial(r), 2)`),
+    `best_encoded` the rows of `best` (`_nested(row, 2)`), `csv_line(index, columns)` row `index` of `best` as
+    results.csv writes it: what a caller kept from its last write."""
     trials = encoded if encoded is not None else [_nested(_trial(r), 2) for rs in records.values() for r in rs]
-    atomic_write(search_dir / "results.json", _document(trials, best))
+    atomic_write(search_dir / "results.json", _document(trials, best, best_encoded))
     columns = list(dict.fromkeys(k for row in best for k in row))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(best)
+    if csv_line is None:
+        writer.writerows(best)
+    else:
+        table.write("".join(csv_line(i, columns) for i in range(len(best))))
     atomic_write(search_dir / "results.csv", table.getvalue())
+
+
+def _csv_line(row: dict[str, Any], columns: list[str]) -> str:
+    table = io.StringIO(newline="")
+    csv.DictWriter(table, fieldnames=columns).writerow(row)
+    return table.getvalue()
 
 
 class ResultsFile(SearchListener):
@@ -111,15 +128,25 @@ class ResultsFile(SearchListener):
                     known = self._encoded[record.trial_id] = (key, _nested(_trial(record), 2))
                 encoded.append(known[1])
                 cells.setdefault(record.cell.id, []).append((record, key))
-        best = []
+        best, rows = [], []
         for cell_id, members in cells.items():
             key = tuple(k for _, k in members)
             known = self._rows.get(cell_id)
             if known is None or known[0] != key:
                 (row,) = best_per_cell([r for r, _ in members], self.space)
-                known = self._rows[cell_id] = (key, row)
+                known = self._rows[cell_id] = (key, row, _nested(row, 2), {})
             best.append(dict(known[1]))
-        write_results(self.search_dir, records, best, encoded)
+            rows.append(known)
+
+        def csv_line(index: int, columns: list[str]) -> str:
+            lines = rows[index][3]  # the row's line, per header it was written under
+            header = tuple(columns)
+            if header not in lines:
+                lines.clear()
+                lines[header] = _csv_line(rows[index][1], columns)
+            return lines[header]
+
+        write_results(self.search_dir, records, best, encoded, [r[2] for r in rows], csv_line)
         return best
 
 
