@@ -100,10 +100,12 @@ def test_two_searches_started_at_once_with_one_output_dir_both_finish(tmp_path):
     assert sorted(printed) == [str(f) for f in folders]
     dashboards = [re.search(r"Ray dashboard: (\S+)", out) for out, _ in finished]
     assert all(dashboards) and len({d.group(1) for d in dashboards}) == len(finished)
-    # The store: one committed, verified copy of the key both trained; no staging folder, nothing quarantined.
-    (checkpoint,) = (runs / "store" / "checkpoints").iterdir()
-    assert not checkpoint.name.startswith(".")
-    assert CheckpointStore(runs / "store").find(checkpoint.name) == checkpoint
+    # The store: one committed, verified copy of the key both trained, and of the tiny model both built (it is
+    # stored like any checkpoint, so every node loads the same one); no staging folder, nothing quarantined.
+    tiny, checkpoint = sorted((runs / "store" / "checkpoints").iterdir(), key=lambda p: not p.name.startswith("tiny-"))
+    assert tiny.name.startswith("tiny-") and not checkpoint.name.startswith((".", "tiny-"))
+    for folder in (tiny, checkpoint):
+        assert CheckpointStore(runs / "store").find(folder.name) == folder
     assert not (runs / "store" / QUARANTINE).exists()
     # MLflow: one SQLite store, both searches' parents FINISHED, nothing left RUNNING.
     client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
