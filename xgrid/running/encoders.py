@@ -72,7 +72,7 @@ def base_model_source(base: BaseModelSpec, space: SearchSpace, store: Checkpoint
     from xgrid.models.tiny import build_tiny_model
 
     key = tiny_model_key(space.microbench_seed)
-    if store.find(key) is None:  # verified (a damaged copy is quarantined and built again)
+    if not store.check(key):  # whole, without a download (a damaged copy is quarantined and built again)
         staging = store.staging_dir(key)
         build_tiny_model(staging, microbench.corpus(seed=space.microbench_seed))
         store.commit(key, staging)
