@@ -22,6 +22,7 @@ import yaml
 from mlflow import MlflowClient
 
 from xgrid.search.resume import FINISHED, hold_search, update_state
+from xgrid.search.studies import JOURNAL, study_file, study_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACE = {
@@ -110,7 +111,8 @@ def check_resumed_search(folder: Path, seen: list[dict], killed: bool) -> None:
         if killed:
             assert run.data.tags["xgrid.ended_by"] == "resume: the driver that ran it died"
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{search_dir / 'optuna.db'}")
+    assert study_file(search_dir).name == JOURNAL and study_file(search_dir).is_file()
+    storage = study_storage(search_dir, read_only=True)
     for target in SPACE["targets"]:
         study = optuna.load_study(study_name=f"resumed.{target}", storage=storage)
         assert not [t for t in study.get_trials() if t.state.name in ("RUNNING", "WAITING")]

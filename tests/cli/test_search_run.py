@@ -16,6 +16,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from xgrid.search.studies import JOURNAL
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,10 +113,14 @@ def test_the_printed_commands_run_as_printed(finished):
     assert "--tracking-uri sqlite:///" in compare  # works from any folder, not only where the search ran
     ui = next(line for line in lines if line.strip().startswith("UI: "))
     assert "mlflow ui --backend-store-uri sqlite:///" in ui
-    assert f"optuna-dashboard sqlite:///{search_dir}/optuna.db" in result.stdout
+    dashboard = next(line.split("Optuna studies: ", 1)[1] for line in lines if "Optuna studies: " in line)
+    words = shlex.split(dashboard)
+    assert words == ["optuna-dashboard", str(search_dir.absolute() / JOURNAL)]  # a journal file, as a plain path
     import optuna
+    from optuna_dashboard._storage_url import get_storage
 
-    study = optuna.load_study(study_name="log-search.mb_udpos", storage=f"sqlite:///{search_dir}/optuna.db")
+    # what optuna-dashboard opens for that argument holds the study and its trials
+    study = optuna.load_study(study_name="log-search.mb_udpos", storage=get_storage(words[1]))
     assert len(study.trials) == 4
 
 

@@ -93,6 +93,6 @@ def test_an_unreachable_mlflow_is_a_note(tmp_path, plan):  # noqa: F811
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert "Traceback" not in result.output and "MLflow not read" in text
-    assert "note: MLflow was not read (http://127.0.0.1:" in text and "counts from optuna.db" in text
+    assert "note: MLflow was not read (http://127.0.0.1:" in text and "counts from optuna.journal" in text
     udpos = next(line for line in text.splitlines() if line.startswith("│ mb_udpos"))
     assert [c.strip() for c in udpos.split("│")[1:-1]][5:10] == ["1", "1", "1", "1", "2"]

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from xgrid.search.studies import JOURNAL, study_file, study_storage
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +113,8 @@ def test_a_budgeted_search_killed_after_its_first_round_resumes_without_running_
     by_seed = Counter(t["cell"]["seed"] for t in trials if t["status"] == "completed")
     assert by_seed == {"0": 5, "1": 5}  # round 1 once, round 2 complete
     assert round1 <= {t["trial_id"] for t in trials}
-    storage = optuna.storages.RDBStorage(f"sqlite:///{search_dir / 'optuna.db'}")
+    assert study_file(search_dir).name == JOURNAL  # the resumed driver kept the search's own storage
+    storage = study_storage(search_dir, read_only=True)
     assert len(optuna.load_study(study_name="budget-resumed.mb_udpos", storage=storage).get_trials()) == 5
     rounds = json.loads((search_dir / "rounds.json").read_text())
     assert [r["round"] for r in rounds["rounds"]] == [1, 2] and rounds["stopped_by"] == "max_seeds"

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from xgrid.search.studies import JOURNAL, LEGACY_DB
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 # Which kind the planted effect favours on which target (xgrid/data/microbench.py); mb_tatoeba has none planted.
@@ -35,7 +37,8 @@ def test_default_search_completes_and_compare_recovers_the_planted_effect(tmp_pa
         rows = list(csv.DictReader(handle))
     assert len(rows) == 54  # 9 intermediates x 3 targets x 2 seeds
     assert all(row["avg"] for row in rows)  # every cell has a zero-shot result
-    assert (search_dir / "optuna.db").is_file() and (tmp_path / "xgrid_runs" / "mlflow.db").is_file()
+    assert (search_dir / JOURNAL).is_file() and not (search_dir / LEGACY_DB).exists()
+    assert (tmp_path / "xgrid_runs" / "mlflow.db").is_file()
 
     uri = f"sqlite:///{tmp_path / 'xgrid_runs' / 'mlflow.db'}"
     compared = xgrid("compare", "microbench-default", "--tracking-uri", uri, cwd=tmp_path)

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from xgrid.config import parse_space
 from xgrid.search.status import search_status
+from xgrid.search.studies import JOURNAL, study_file, study_storage
 from tests.search.helpers import tracked_search
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,9 @@ def test_each_model_trains_at_its_own_rates_and_epochs(searched):
 
 def test_each_model_has_its_own_optuna_study(searched):
     outcome, _ = searched
-    storage = f"sqlite:///{outcome.search_dir / 'optuna.db'}"
+    assert study_file(outcome.search_dir) == outcome.search_dir.absolute() / JOURNAL
+    assert study_file(outcome.search_dir).is_file()
+    storage = study_storage(outcome.search_dir, read_only=True)
     assert sorted(optuna.get_all_study_names(storage)) == ["per-model.mb_udpos.tiny", "per-model.mb_udpos.tiny_b"]
     b = optuna.load_study(study_name="per-model.mb_udpos.tiny_b", storage=storage)
     assert {t.user_attrs["base_model"] for t in b.trials} == {"tiny_b"} and len(b.trials) == 2

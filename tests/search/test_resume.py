@@ -1,6 +1,7 @@
 """The bookkeeping of `xgrid search --resume`, without Ray: which trials each cell runs again (`plan_queue`, and on
-a real Optuna study in SQLite), which trials results.json counts as done, the folder's lock (held by a real other
-process), results.json rewritten after every trial, and the tracker continuing the dead driver's runs."""
+a real Optuna study in the search's journal or an earlier xgrid's SQLite file), which trials results.json counts as
+done, the folder's lock (held by a real other process), results.json rewritten after every trial, and the tracker
+continuing the dead driver's runs."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from xgrid.search.resume import (LOCK_FILE, FINISHED, SearchBusy, StudyTrial, ch
                                  update_state)
 from xgrid.search.runner import write_search_files
 from xgrid.search.stage2 import enqueued_points
+from xgrid.search.studies import LEGACY_DB, study_file, study_storage
 from xgrid.tracking.listener import ENDED_BY_RESUME, ENDED_BY_TAG, TrackingListener
 from tests.tracking.memory import MemoryWriter, memory_backend  # noqa: F401 (a fixture)
 
@@ -116,10 +118,14 @@ def test_sampled_learning_rates_only_fix_the_cell():
     assert queue.enqueue == [{"cell": A, "learning_rate": 0.05}, {"cell": A}] and queue.runs == 2
 
 
-def test_resume_queue_on_a_real_study(tmp_path, plan):
+@pytest.mark.parametrize("legacy", [False, True], ids=["journal", "sqlite-of-an-earlier-xgrid"])
+def test_resume_queue_on_a_real_study(tmp_path, plan, legacy):
     cells = udpos(plan)
     points = enqueued_points(plan.space, [c.id for c in cells], "mb_udpos")
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    if legacy:  # a folder an earlier xgrid made: its SQLite file goes on holding the studies
+        optuna.storages.RDBStorage(f"sqlite:///{tmp_path / LEGACY_DB}")
+    storage = study_storage(tmp_path)
+    assert (study_file(tmp_path).name == LEGACY_DB) is legacy and study_file(tmp_path).is_file()
     study = optuna.create_study(study_name="rs.mb_udpos", storage=storage, direction="maximize")
     for point in points:
         study.enqueue_trial(point)
@@ -131,6 +137,8 @@ def test_resume_queue_on_a_real_study(tmp_path, plan):
     study.tell(first, 1.0)
     finished = [record("t0", next(c for c in cells if c.id == first.params["cell"]), first.params["learning_rate"])]
 
+    # The resumed driver opens the study afresh (another process: another journal worker than the dead one's)
+    study = optuna.load_study(study_name="rs.mb_udpos", storage=study_storage(tmp_path))
     queue = resume_queue(study, "rs.mb_udpos", points, finished, 3, tmp_path)
     states = [t.state.name for t in study.get_trials()]
     assert "RUNNING" not in states and states.count("FAIL") == 1

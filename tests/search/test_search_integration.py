@@ -14,6 +14,7 @@ from xgrid.events import SearchListener
 from xgrid.planning.plan import build_plan
 from xgrid.search.options import SearchOptions
 from xgrid.search.runner import run_search
+from xgrid.search.studies import JOURNAL, study_file, study_storage
 from tests.search.helpers import tracked_search
 
 pytestmark = pytest.mark.integration
@@ -91,7 +92,8 @@ def test_hopeless_trials_are_stopped_early(searches):
 
 def test_optuna_study_opens_and_holds_every_trial(searches):
     first, _, _ = searches
-    storage = f"sqlite:///{first.search_dir / 'optuna.db'}"
+    assert study_file(first.search_dir).name == JOURNAL and study_file(first.search_dir).is_file()
+    storage = study_storage(first.search_dir, read_only=True)
     study = optuna.load_study(study_name="it-search.mb_udpos", storage=storage)
     assert len(study.trials) == 6  # 3 cells x 2 trials; retrieval targets have no study
     assert {t.params["learning_rate"] for t in study.trials} == {0.003, 0.9}
@@ -100,7 +102,7 @@ def test_optuna_study_opens_and_holds_every_trial(searches):
 
 def test_optuna_trials_say_which_cell_they_belong_to_and_early_stops_are_pruned(searches):
     first, _, _ = searches
-    study = optuna.load_study(study_name="it-search.mb_udpos", storage=f"sqlite:///{first.search_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name="it-search.mb_udpos", storage=study_storage(first.search_dir, read_only=True))
     assert study.metric_names == ["select.english_dev"]  # the objective is named in optuna-dashboard
     cells = {c.id: c for c in first.plan.cells}
     for trial in study.trials:
@@ -199,7 +201,7 @@ def test_searched_learning_rate_range_gives_every_cell_its_trials(tmp_path, regi
     assert len(records) == 3 and {r.status for r in records} == {"completed"}
     rates = [r.learning_rate for r in records]
     assert all(1e-3 <= lr <= 5e-3 for lr in rates) and len(set(rates)) == 3
-    study = optuna.load_study(study_name="it-range.mb_udpos", storage=f"sqlite:///{outcome.search_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name="it-range.mb_udpos", storage=study_storage(outcome.search_dir, read_only=True))
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
 
 

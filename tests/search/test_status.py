@@ -1,6 +1,6 @@
 """`search_status` on real search folders, built without Ray: `space.yaml`/`plan.json` written as the runner writes
 them, a real `TrackingListener` writing trials into a SQLite MLflow store, `results.json` from `write_results`, and
-Optuna studies in `optuna.db`."""
+Optuna studies in `optuna.journal` (or an earlier xgrid's `optuna.db`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from xgrid.events import TrialRecord
 from xgrid.planning.plan import build_plan
 from xgrid.search.results import best_per_cell, write_results
 from xgrid.search.runner import write_search_files
+from xgrid.search.studies import JOURNAL, LEGACY_DB, study_storage
 from xgrid.search.status import (FINISHED, INTERRUPTED, MLFLOW, OPTUNA, RESULTS, RUNNING, STALLED, StatusError,
                                  find_search_dirs, latest_search_dir, search_status)
 from xgrid.tracking import open_writer
@@ -216,17 +217,19 @@ def test_results_json_of_a_search_cut_short(tmp_path, plan):
     assert (udpos.left, udpos.state, tatoeba.left, tatoeba.state) == (2, "incomplete", 2, "incomplete")
 
 
-def optuna_search(root: Path, plan) -> Path:
-    """A search whose udpos study has a trial of every kind, and no MLflow store at all."""
+def optuna_search(root: Path, plan, legacy: bool = False) -> Path:
+    """A search whose udpos study has a trial of every kind, and no MLflow store at all. `legacy`: in the SQLite
+    `optuna.db` of an earlier xgrid, not the journal."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.trial import FrozenTrial, TrialState
 
     search_dir = new_search(root, plan)
+    if legacy:
+        optuna.storages.RDBStorage(f"sqlite:///{search_dir / LEGACY_DB}")
     none, chunk = cell(plan, "mb_udpos", "none").id, cell(plan, "mb_udpos", "mb_chunk").id
     dists = {"cell": CategoricalDistribution([none, chunk]), "learning_rate": FloatDistribution(1e-4, 1e-2, log=True)}
-    study = optuna.create_study(study_name="st.mb_udpos", direction="maximize",
-                                storage=f"sqlite:///{search_dir / 'optuna.db'}")
+    study = optuna.create_study(study_name="st.mb_udpos", direction="maximize", storage=study_storage(search_dir))
     t0 = datetime(2025, 1, 1, 12, 1, 0)
 
     def add(state, c, value, steps, start_s, seconds):
@@ -244,14 +247,18 @@ def optuna_search(root: Path, plan) -> Path:
     return search_dir
 
 
-def test_optuna_only_when_mlflow_cannot_be_read(tmp_path, plan):
+@pytest.mark.parametrize("legacy", [False, True], ids=["journal", "sqlite-of-an-earlier-xgrid"])
+def test_optuna_only_when_mlflow_cannot_be_read(tmp_path, plan, legacy):
     root = tmp_path / "xgrid_runs"
-    search_dir = optuna_search(root, plan)
+    search_dir = optuna_search(root, plan, legacy)
+    assert (search_dir / JOURNAL).exists() is not legacy
     status = search_status(search_dir, default_tracking_uri(root))  # mlflow.db does not exist
     assert not status.mlflow_read and status.state == RUNNING
-    assert any("MLflow was not read" in n for n in status.notes) and any("optuna.db" in n for n in status.notes)
+    studies = LEGACY_DB if legacy else OPTUNA  # the notes name the file the counts come from
+    assert any("MLflow was not read" in n for n in status.notes)
+    assert any(f"counts from {studies}:" in n for n in status.notes)
     udpos, tatoeba = by_target(status)["mb_udpos"], by_target(status)["mb_tatoeba"]
-    assert udpos.source == OPTUNA
+    assert udpos.source == studies
     assert (udpos.completed, udpos.stopped, udpos.failed, udpos.running, udpos.left) == (1, 1, 1, 1, 2)
     assert udpos.best.score == 50.0 and udpos.best.metric == "best.english_dev" and udpos.best.intermediate == "none"
     assert udpos.cells_done == 1 and udpos.median_trial_s == 20.0
@@ -266,7 +273,7 @@ def test_mlflow_counts_take_the_wall_clock_from_optuna(running, plan):
     root, search_dir, _ = running
     import optuna
 
-    study = optuna.create_study(study_name="st.mb_udpos", storage=f"sqlite:///{search_dir / 'optuna.db'}")
+    study = optuna.create_study(study_name="st.mb_udpos", storage=study_storage(search_dir))
     trial = study.ask()
     study.tell(trial, 1.0)
     status = search_status(search_dir, default_tracking_uri(root))

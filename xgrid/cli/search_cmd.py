@@ -227,6 +227,8 @@ def print_results(outcome, tracker, experiment: str) -> None:
 def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
     """The counts (the progress's and MLflow's: one run per trained checkpoint, trial and evaluation) and the
     commands that open what the search left, each runnable as printed."""
+    from xgrid.search.studies import dashboard_command
+
     trials = [r for r in records if r.cell.trains]
     count = lambda status, rs: sum(r.status == status for r in rs)
     evaluations = len(records) - len(trials)
@@ -243,7 +245,7 @@ def summary_lines(outcome, records, tracker, experiment: str) -> list[str]:
         f"  compare: xgrid compare {shlex.quote(experiment)} --tracking-uri {shlex.quote(uri)}",
         f"done in {outcome.seconds:.0f} s. Results: {folder}/results.csv (best per cell), results.json (every trial)",
         f"  status: xgrid status {shlex.quote(str(folder))}",
-        f"  Optuna studies: optuna-dashboard {shlex.quote(f'sqlite:///{folder}/optuna.db')}",
+        f"  Optuna studies: {dashboard_command(folder)}",
     ]
     if getattr(outcome, "rounds", None) is not None:
         lines[2:2] = budget_lines(outcome.rounds)

@@ -7,9 +7,9 @@
   process dies, however it dies, so a lock that can be taken means no driver is alive.
 - results.json: every finished trial (rewritten after each, `xgrid.search.results.ResultsFile`) is the journal
   of what is done: a resume reruns nothing it lists as completed, stopped or failed.
-- optuna.db: the studies. `plan_queue` decides, per cell, what the resumed Tuner runs: the trials the dead
-  driver left unfinished again (same cell, same learning rate), then what was never asked, until the cell has
-  `trials_per_cell` finished trials.
+- optuna.journal: the studies (`optuna.db` in a folder of an earlier xgrid, `xgrid.search.studies`). `plan_queue`
+  decides, per cell, what the resumed Tuner runs: the trials the dead driver left unfinished again (same cell,
+  same learning rate), then what was never asked, until the cell has `trials_per_cell` finished trials.
 """
 
 from __future__ import annotations

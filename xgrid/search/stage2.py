@@ -5,8 +5,8 @@ Every cell (intermediate x seed x base model) gets exactly `trials_per_cell` tri
 their cell fixed and the learning rate left to the sampler (Optuna samples what an enqueued trial omits).
 With a list of learning rates no longer than `trials_per_cell`, each value is enqueued for each cell, so
 the grid inside a cell is complete. Early stopping compares trials of the same cell only (`schedulers`).
-The study of each target lives in the search folder's `optuna.db`, named `<space>.<target>` (`<space>.<target>.<model>`
-for a group of base models with their own settings).
+The study of each target lives in the search folder's `optuna.journal` (`xgrid.search.studies`), named
+`<space>.<target>` (`<space>.<target>.<model>` for a group of base models with their own settings).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from xgrid.running.requests import stage2_request
 from xgrid.search.interrupt import SearchInterrupted, StopOnRequest, StopRequest
 from xgrid.search.resume import resume_queue
 from xgrid.search.schedulers import PerCellScheduler, make_scheduler
+from xgrid.search.studies import study_storage
 from xgrid.search.trial import run_inline, torch_trainer
 from xgrid.search.tune_events import TuneEvents, short_error
 from xgrid.tracking_schema import EPOCH, SECONDS, select_metric
@@ -123,12 +124,6 @@ def enqueued_points(space: SearchSpace, cell_ids: list[str], target: str, model:
     return space.training_for(target, model).learning_rate.enqueued_points(cell_ids, space.search.trials_per_cell)
 
 
-def optuna_storage(search_dir: Path):
-    import optuna
-
-    return optuna.storages.RDBStorage(f"sqlite:///{(search_dir / 'optuna.db').absolute()}")
-
-
 def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir: Path, storage_path: str,
                   listener: SearchListener, stop: StopRequest | None = None,
                   done: list[TrialRecord] = (), round_no: int = 1) -> list[TrialRecord]:
@@ -173,7 +168,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     points = enqueued_points(space, cell_ids, target, model)
     run_name = run_name or target
     run_name = run_name if round_no == 1 else f"{run_name}.r{round_no}"
-    storage, study_name = optuna_storage(search_dir), f"{space.name}.{run_name}"
+    storage, study_name = study_storage(search_dir), f"{space.name}.{run_name}"
     # Enqueued on the study itself: Ray's points_to_evaluate insists on every parameter, while Optuna lets an
     # enqueued trial fix the cell and leave the learning rate to the sampler. The searcher then opens the same
     # study (load_if_exists) and its ask() pops these waiting trials in order.

@@ -7,20 +7,21 @@ concurrency, policy). What happened comes from the best source there is, per tar
   results.json  rewritten after every finished trial and when the search ends: every trial it heard;
   MLflow        the runs of this search (tag `search_id` = the folder's name), while a driver runs it (they
                 also show the trials still running);
-  optuna.db     one study per trained target (`<space>.<target>`), when MLflow cannot be read. A trial stopped early
-                is PRUNED; a COMPLETE one with fewer reported epochs than planned (written before xgrid marked
-                early stops) also counts as stopped; retrieval targets have no study.
+  optuna.journal  one study per trained target (`<space>.<target>`), when MLflow cannot be read (`optuna.db`
+                  in a folder of an earlier xgrid, `xgrid.search.studies`). A trial stopped early is PRUNED; a
+                  COMPLETE one with fewer reported epochs than planned (written before xgrid marked early
+                  stops) also counts as stopped; retrieval targets have no study.
 
 Whether it still runs: a live driver holds the folder's `search.lock` for the whole search and writes how it
 ended into `search_state.json`; a folder whose state says running but whose lock nobody holds lost its driver
 (SIGKILL, a node gone) and is reported interrupted, with the command that resumes it.
 
 Time: the search starts at its folder's name (`YYYYmmdd-HHMMSS-ffffff`, the runner's stamp); the last activity is
-the newest file in the folder (Tune writes under `ray/`, Optuna into `optuna.db`) or trial time; a trial's duration
-is its wall time (Optuna's datetimes, or a run's start/end when the reader returns them), else its `time_total_s`
-(Tune) or `seconds` (the phase) metric. ETA of a target = trials left (and running) x median trial duration /
-concurrency (`resources.max_concurrent_trials`, `xgrid.search.eta`); None ("unknown") when no trial of it has
-finished yet.
+the newest file in the folder (Tune writes under `ray/`, Optuna into `optuna.journal`) or trial time; a trial's
+duration is its wall time (Optuna's datetimes, or a run's start/end when the reader returns them), else its
+`time_total_s` (Tune) or `seconds` (the phase) metric. ETA of a target = trials left (and running) x median trial
+duration / concurrency (`resources.max_concurrent_trials`, `xgrid.search.eta`); None ("unknown") when no trial of
+it has finished yet.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import yaml
 from xgrid import tracking_schema as schema
 from xgrid.config import SearchSpace, SpaceError, parse_space
 from xgrid.search.eta import eta_seconds
+from xgrid.search.studies import JOURNAL, study_file, study_storage
 from xgrid.tracking import ACTIVE_STATUSES, FINISHED as RUN_FINISHED, RunRecord
 
 FOLDER_STAMP = "%Y%m%d-%H%M%S-%f"  # xgrid.search.runner.new_search_dir
@@ -52,8 +54,9 @@ RUNNING, FINISHED, FAILED, INTERRUPTED, STALLED = "running", "finished", "failed
 PARENT_STATES = {"FINISHED": FINISHED, "FAILED": FAILED, "KILLED": INTERRUPTED}
 # Trial states (TrialRecord.status, plus what a reader sees of trials that have not ended)
 COMPLETED, STOPPED, FAILED_TRIAL, CUT_OFF, RUNNING_TRIAL = "completed", "stopped", "failed", "cut_off", "running"
-# Sources of a target's trials
-RESULTS, MLFLOW, OPTUNA, NONE = "results.json", "mlflow", "optuna.db", "none"
+# Sources of a target's trials. One counted from its study has the study file's name: OPTUNA, or optuna.db in a
+# folder of an earlier xgrid (`xgrid.search.studies`).
+RESULTS, MLFLOW, OPTUNA, NONE = "results.json", "mlflow", JOURNAL, "none"
 
 
 class StatusError(ValueError):
@@ -110,7 +113,7 @@ class TargetStatus:
     cells: int
     trials_per_cell: int  # 1 for a retrieval target (one evaluation per cell)
     planned: int
-    source: str = NONE  # where the counts come from: results.json / mlflow / optuna.db / none (unknown)
+    source: str = NONE  # where the counts come from: results.json / mlflow / optuna.journal (optuna.db) / none
     state: str = "unknown"  # done / running / pending / incomplete / unknown
     cells_done: int | None = None  # cells with at least one completed trial with final metrics
     completed: int | None = None
@@ -387,16 +390,14 @@ def _read_mlflow(tracking_uri: str, experiment: str, search_id: str) -> _Tracked
 
 
 def _read_optuna(search_dir: Path, space: SearchSpace) -> dict[str, list[_Trial]] | None:
-    """Each trained target's trials from its study; None when there is no optuna.db. WAITING trials (enqueued,
+    """Each trained target's trials from its study; None when there is no study file. WAITING trials (enqueued,
     not started) are left out: they are what is left."""
-    path = search_dir / "optuna.db"
-    if not path.is_file():
+    if not study_file(search_dir).is_file():
         return None
     import optuna
     from optuna.trial import TrialState
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{path.absolute()}", skip_compatibility_check=True,
-                                         skip_table_creation=True)
+    storage = study_storage(search_dir, read_only=True)
     best_name = schema.best_metric(space.selection_policy)
     found: dict[str, list[_Trial]] = {}
     try:
@@ -573,10 +574,11 @@ def search_status(search_dir: Path, tracking_uri: str | None, experiment: str | 
                              f"experiment {experiment!r}; pass --experiment if the search used another one")
 
     optuna_trials: dict[str, list[_Trial]] | None = None
+    studies = study_file(search_dir).name  # optuna.journal, or optuna.db in a folder of an earlier xgrid
     try:
         optuna_trials = _read_optuna(search_dir, space)
-    except Exception as err:  # a locked, partial or foreign database: a note
-        notes.append(f"optuna.db could not be read: {(str(err).strip().splitlines() or [type(err).__name__])[0]}")
+    except Exception as err:  # a locked, partial or foreign study file: a note
+        notes.append(f"{studies} could not be read: {(str(err).strip().splitlines() or [type(err).__name__])[0]}")
 
     has_runs = tracked is not None and (tracked.parent is not None or tracked.children or tracked.stage1)
     parent_status = tracked.parent.status if tracked is not None and tracked.parent is not None else None
@@ -607,13 +609,13 @@ def search_status(search_dir: Path, tracking_uri: str | None, experiment: str | 
                          clock=studied)
         elif ts.trains is not False and optuna_trials is not None:
             # No study yet: the target has not started (stage 2 runs the targets in order)
-            _fill_target(ts, studied, OPTUNA, alive, policy, concurrency, cell_tags, now)
-    if source == NONE and any(ts.source == OPTUNA for ts in targets):
-        source = OPTUNA
-        notes.append("counts from optuna.db: a trial with fewer reported epochs than planned counts as stopped; "
+            _fill_target(ts, studied, studies, alive, policy, concurrency, cell_tags, now)
+    if source == NONE and any(ts.source == studies for ts in targets):
+        source = studies
+        notes.append(f"counts from {studies}: a trial with fewer reported epochs than planned counts as stopped; "
                      "retrieval targets are not in it (unknown until MLflow or results.json can be read)")
     elif source == NONE:
-        notes.append("no trial information: no results.json, no MLflow runs of this search and no optuna.db")
+        notes.append(f"no trial information: no results.json, no MLflow runs of this search and no {studies}")
 
     stage2_started = (results is not None or bool(optuna_trials)
                       or (tracked is not None and bool(tracked.children)))
