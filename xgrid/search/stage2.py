@@ -161,6 +161,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
     from ray.tune.trainable import wrap_function
 
     from xgrid.search.cell_search import CellOptunaSearch
+    from xgrid.search.latest_checkpoint import KeepLatestCheckpoint
 
     model = cells[0].base_model.name  # any of the run's models: they share settings and resources
     settings, resources = space.training_for(target, model), space.resources_for(model)
@@ -207,13 +208,16 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
                                     max_concurrent_trials=1 if space.search.deterministic
                                     else resources.max_concurrent_trials,
                                     reuse_actors=inline, trial_name_creator=name, trial_dirname_creator=name),
-        run_config=tune.RunConfig(name=run_name, storage_path=storage_path, callbacks=[events], verbose=0,
+        run_config=tune.RunConfig(name=run_name, storage_path=storage_path, verbose=0,
+                                  # Not num_to_keep=1: Tune would snapshot the whole experiment after every epoch's
+                                  # checkpoint; the callback deletes the previous one instead (`latest_checkpoint`).
+                                  callbacks=[events, KeepLatestCheckpoint()],
                                   stop=StopOnRequest(stop),
                                   # A TorchTrainer's dead worker is retried by Train (`torch_trainer`); Tune retrying its
                                   # driver as well would run an error that repeats (N+1)^2 times.
                                   failure_config=tune.FailureConfig(max_failures=space.search.max_failures if inline
                                                                     else 0),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=None)),
     )
     # Tune prints where its files are even at verbose=0; keep that in the search folder, out of the live view.
     # Redacted: MLflow prints "View run ... at <tracking URI>" there too, a password in the URI with it.
