@@ -1,13 +1,16 @@
 """Does Optuna + ASHA earn its keep against the exhaustive learning-rate grid?
 
-    python benchmarks/search_efficiency.py [--seeds 3] [--rates 6] [--epochs 4] [--trials 6 4 2]
+    python benchmarks/search_efficiency.py [--seeds 3] [--rates 6] [--epochs 4] [--trials 8 4 2]
+        [--low 1e-3] [--high 3.2e-2] [--reduction-factor F] [--grace-period E]
 
 On the embedded micro-benchmark (target mb_udpos; the `none` baseline and one intermediate task, each at
 `--seeds` seeds: the cells), real searches of the same cells:
 - grid: `--rates` log-spaced learning rates over [--low, --high], every rate in every cell, run to the end
   (scheduler none): rates x epochs trial-epochs per cell;
 - search: the same range as a log-uniform distribution, Optuna's sampler and ASHA per cell with xgrid's default
-  grace period and reduction factor (the defaults of a space's `search`), at each `--trials` trials per cell.
+  grace period and reduction factor (the defaults of a space's `search`), at each `--trials` trials per cell
+  (xgrid's default is 8).
+The grid's scores per rate are printed: a range whose best rate is one of its ends says little about a search.
 Per cell the target is the grid's best selection score (`best.<policy>`: what a cell's trials are ranked by)
 minus 0.5. A search's trials of the cell are taken in the order they started, counting the epochs each one ran,
 until the cell's best reaches the target. Printed per search: trial-epochs to the target / the grid's trial-epochs
@@ -80,11 +83,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rates", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--trials", type=int, nargs="+", default=[6, 4, 2], help="trials per cell of each search")
-    parser.add_argument("--low", type=float, default=4e-4)
-    parser.add_argument("--high", type=float, default=6.4e-3)
+    parser.add_argument("--trials", type=int, nargs="+", default=[8, 4, 2], help="trials per cell of each search")
+    # A range that brackets the best rate (about 8e-3 to 1.6e-2 here; 3.2e-2 diverges): the earlier 4e-4..6.4e-3
+    # had its best rate at the top end in every cell, so "near the best" meant "at the edge".
+    parser.add_argument("--low", type=float, default=1e-3)
+    parser.add_argument("--high", type=float, default=3.2e-2)
     parser.add_argument("--target", default="mb_udpos")
     parser.add_argument("--intermediate", default="mb_ccg")
+    parser.add_argument("--reduction-factor", type=float, help="ASHA's, instead of the default")
+    parser.add_argument("--grace-period", type=int, help="ASHA's (epochs), instead of the default")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="xgrid-search-efficiency-"))
     store = root / "store"  # shared: stage 1 is trained once, by the grid's search
@@ -97,9 +104,19 @@ def main() -> None:
     total_grid = sum(grid_epochs.values())
     print(f"grid: {args.rates} rates {', '.join(f'{r:.2g}' for r in rates)} x {args.epochs} epochs, "
           f"{len(grid)} cells, {total_grid} trial-epochs, {grid_wall:.0f} s")
+    edge = 0
+    for cell, records in sorted(grid.items()):  # the landscape: a range whose best rate is an end misleads
+        scores = sorted((r.learning_rate, r.metrics[metric]) for r in records)
+        edge += max(scores, key=lambda s: s[1])[0] in (scores[0][0], scores[-1][0])
+        print(f"  {cell}: " + "  ".join(f"{rate:.2g}: {score:.1f}" for rate, score in scores))
+    if edge:
+        print(f"  note: in {edge}/{len(grid)} cells the best rate is an end of the range (widen it)")
     for trials in args.trials:
-        space = space_for(args, f"search-{trials}", {"low": args.low, "high": args.high, "log": True},
-                          {"trials_per_cell": trials})  # the defaults: Optuna + ASHA, grace period, factor
+        search = {"trials_per_cell": trials, **({"reduction_factor": args.reduction_factor}
+                                                 if args.reduction_factor else {}),
+                  **({"grace_period": args.grace_period} if args.grace_period else {})}
+        # Otherwise the defaults: Optuna's sampler + ASHA with a space's default grace period and factor.
+        space = space_for(args, f"search-{trials}", {"low": args.low, "high": args.high, "log": True}, search)
         by_cell, wall = searched(space, root, store)
         to_target, missed, spent = {}, [], 0
         for cell, records in by_cell.items():

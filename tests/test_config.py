@@ -37,6 +37,27 @@ def test_a_range(registry):
     assert lr.fixed_value() == pytest.approx(1e-3)
 
 
+def test_a_targets_trials_are_planned_in_rounds_of_the_cells(registry):
+    """Every cell's first trial before any cell's second: the target's one sampler has then seen every cell once."""
+    assert rate(registry, {"low": 1e-4, "high": 1e-2}).learning_rate.enqueued_points(["a", "b"], 2) == [
+        {"cell": "a"}, {"cell": "b"}, {"cell": "a"}, {"cell": "b"}]
+    values = rate(registry, {"values": [0.003, 0.001]}).learning_rate
+    assert values.enqueued_points(["a", "b"], 2) == [
+        {"cell": "a", "learning_rate": 0.001}, {"cell": "b", "learning_rate": 0.001},
+        {"cell": "a", "learning_rate": 0.003}, {"cell": "b", "learning_rate": 0.003}]
+
+
+def test_trials_per_cell_by_learning_rate(registry):
+    """The default 8 trials for a range; a list of values at most once per value; a fixed rate once."""
+    spaced = lambda value, search=None: parse_space(BASE | {"target_training": {"learning_rate": value}}
+                                                    | ({"search": search} if search else {}), registry)
+    target = BASE["targets"][0]
+    assert spaced({"low": 1e-4, "high": 1e-2}).trials_per_cell(target) == 8
+    assert spaced({"values": [1e-4, 1e-3, 1e-2]}).trials_per_cell(target) == 3
+    assert spaced({"values": [1e-4, 1e-3, 1e-2]}, {"trials_per_cell": 2}).trials_per_cell(target) == 2
+    assert spaced(1e-3, {"trials_per_cell": 5}).trials_per_cell(target) == 1
+
+
 @pytest.mark.parametrize("trials, expected", [
     (4, [0.001, 0.003, 0.001, 0.003]),  # every value for every cell, in order
     (1, None),  # fewer trials than values: the sampler chooses

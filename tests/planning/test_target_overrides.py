@@ -91,8 +91,9 @@ def test_example_passes_grow_with_an_overrides_epochs(registry):
     udpos_cells = xnli_cells = 4
     assert plain.stage2_example_passes == (udpos_cells + xnli_cells) * per_cell_epoch * 2
     assert longer.stage2_example_passes == udpos_cells * per_cell_epoch * 10 + xnli_cells * per_cell_epoch * 2
-    assert searched.stage2_example_passes == udpos_cells * per_cell_epoch * 10 * 3 + xnli_cells * per_cell_epoch * 2
-    assert searched.stage2_trials == udpos_cells * 3 + xnli_cells
+    # trials_per_cell is 3, but a list of 2 values runs each value once per cell (a repeat would be the same run)
+    assert searched.stage2_example_passes == udpos_cells * per_cell_epoch * 10 * 2 + xnli_cells * per_cell_epoch * 2
+    assert searched.stage2_trials == udpos_cells * 2 + xnli_cells
     assert longer.cpu_seconds > plain.cpu_seconds
     assert longer.stage1_example_passes == plain.stage1_example_passes  # stage 1 has no per-target protocol
 

@@ -121,7 +121,7 @@ def optuna_space(space: SearchSpace, cell_ids: list[str], target: str, model: st
 
 def enqueued_points(space: SearchSpace, cell_ids: list[str], target: str, model: str | None = None
                     ) -> list[dict[str, Any]]:
-    return space.training_for(target, model).learning_rate.enqueued_points(cell_ids, space.search.trials_per_cell)
+    return space.training_for(target, model).learning_rate.enqueued_points(cell_ids, space.trials_per_cell(target, model))
 
 
 def search_target(target: str, plan: Plan, encoders: dict[str, str], search_dir: Path, storage_path: str,
@@ -179,7 +179,7 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
         study.set_metric_names([selection_metric(space)])  # optuna-dashboard names the objective
     # A fresh study gets the planned points; a resumed one keeps its waiting trials, gets the unfinished ones
     # again and only what each cell still lacks (`resume.plan_queue`).
-    queue = resume_queue(study, study_name, points, done, space.search.trials_per_cell, search_dir)
+    queue = resume_queue(study, study_name, points, done, space.trials_per_cell(target, model), search_dir)
     if queue.nothing_to_run:
         return []
     scheduler = make_scheduler(space.search.scheduler, selection_metric(space), settings.epochs,
@@ -187,8 +187,11 @@ def _tune(target, cells, space, encoders, search_dir, storage_path, listener, st
                                space.search.reduction_factor)
     stopped = scheduler.stopped_early if isinstance(scheduler, PerCellScheduler) else set()
     by_id = {c.id: c for c in cells}
+    # TPE's random start-up trials: one round of the cells (`round_robin`), at most Optuna's default of 10. With
+    # the default (10) a target of few cells x few trials would be sampled almost entirely at random.
+    sampler = optuna.samplers.TPESampler(seed=space.search.sampler_seed, n_startup_trials=min(len(cells), 10))
     searcher = CellOptunaSearch(space=optuna_space(space, cell_ids, target, model), metric=selection_metric(space), mode="max",
-                                storage=storage, study_name=study_name, seed=space.search.sampler_seed,
+                                storage=storage, study_name=study_name, sampler=sampler,
                                 cells=by_id, stopped_early=stopped)
     events = TuneEvents(by_id, listener, stopped, stop)
     setup = TrialSetup(space, by_id, encoders, storage_path,
