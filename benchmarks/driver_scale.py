@@ -3,8 +3,8 @@
     python benchmarks/driver_scale.py [--trials 500,2000,5000] [--trials-per-cell 5] [--keep DIR]
 
 Each size is one real `run_search` (local Ray with 2 CPUs, stage 1 as Ray tasks, stage 2 through Tune + Optuna
-with its study in SQLite, ASHA, inline trials in reused actors), with the listeners `xgrid search` uses: the
-results files, the MLflow tracker (SQLite, through the queued writer) and the live progress (its line output, to
+with its study in the search folder's journal, ASHA, inline trials in reused actors), with the listeners
+`xgrid search` uses: the results files, the MLflow tracker (SQLite, through the queued writer) and the live progress (its line output, to
 a file). Only the phases are no-ops (`benchmarks/scale_fakes.py`: the same reports, metric names and 4 epochs as
 a real stage-2 trial, a checkpoint with every epoch; stage-1 jobs commit a stub encoder), installed in every Ray
 worker through `worker_process_setup_hook`. The space: 2 targets (mb_xnli, mb_udpos) x 10 intermediates (none +
