@@ -107,8 +107,6 @@ def test_sbatch_runs_a_search_on_both_nodes_of_the_allocation(cluster, tmp_path)
     assert "2 node(s): Ray head on n1" in out and "workers: n2" in out
     assert "Ray cluster up: 2 node(s) alive" in out
     assert "xgrid search space.yaml --output-dir runs --address " in out  # the arguments, and the head's address
-    # two trials at once on nodes of one CPU each: one ran on the worker node
-    assert "2 running" in out, out[-4000:]
     assert "stage 2: 4 trials (4 completed, 0 stopped early, 0 failed)" in out
     assert "xgrid search finished" in out and "done (exit 0)" in out
     assert_ray_stopped(cluster, out)
@@ -118,6 +116,10 @@ def test_sbatch_runs_a_search_on_both_nodes_of_the_allocation(cluster, tmp_path)
     runs = mlflow_runs(tmp_path, "slurm-small")
     assert sorted(r.data.tags["stage"] for r in runs) == ["search", "stage1"] + ["stage2"] * 4
     assert {r.info.status for r in runs} == {"FINISHED"}
+    # Two trials at once on nodes of one CPU each: one ran on the worker node. Read from the runs' times (both
+    # nodes share an IP here, so their node tags cannot differ); the progress lines, every 5 s, can miss it.
+    spans = sorted((r.info.start_time, r.info.end_time) for r in runs if r.data.tags["stage"] == "stage2")
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
 
 
 def wait_for_finished_trials(search_dir_parent: Path, job_id: int, cluster, count: int, timeout: float = 600) -> Path:
