@@ -13,7 +13,9 @@ from xgrid.search.latest_checkpoint import KeepLatestCheckpoint
 
 pytestmark = pytest.mark.integration
 
-TRIALS, EPOCHS = 3, 5
+# Many quick checkpoints: Tune's periodic snapshots (every >= 10 s) stay far fewer than one per checkpoint even
+# when a loaded machine slows the run several times over.
+TRIALS, EPOCHS = 3, 20
 
 
 def reporting_trainable(config):
@@ -68,7 +70,7 @@ def test_each_trial_keeps_only_its_last_checkpoint_and_no_snapshot_is_forced(tmp
         assert (kept[0] / "epoch").read_text() == str(EPOCHS)  # the latest, the one a retry resumes from
     for result in results:
         assert Path(result.checkpoint.path, "epoch").read_text() == str(EPOCHS)
-    # Periodic snapshots only (every >= 10 s, plus start and end), not one per trial checkpoint (15 of them here).
+    # Periodic snapshots only (every >= 10 s, plus start and end), not one per trial checkpoint (60 of them here).
     assert counter.snapshots < TRIALS * EPOCHS / 2, counter.snapshots
 
 
@@ -78,4 +80,5 @@ def test_tunes_num_to_keep_forces_a_snapshot_per_checkpoint(tmp_path):
     counter = CountSnapshots()
     results = run_tuner(tmp_path, [counter], num_to_keep=1)
     assert not results.errors
-    assert counter.snapshots >= TRIALS * EPOCHS, counter.snapshots
+    # At least one per loop step in which a trial checkpointed: the 2 concurrent trials' may share one.
+    assert counter.snapshots >= TRIALS * EPOCHS / 2, counter.snapshots
