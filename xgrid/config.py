@@ -68,6 +68,9 @@ class FixedRate(RootModel[Rate]):
 
         return d.CategoricalDistribution([self.value])
 
+    def planned_trials(self, trials_per_cell: int) -> int:
+        return 1  # nothing to search
+
     def enqueued_points(self, cell_ids: list[str], trials_per_cell: int) -> list[dict[str, Any]]:
         return [{"cell": c, "learning_rate": self.value} for c in cell_ids]
 
@@ -103,6 +106,9 @@ class LogRange(Strict):
 
         return d.FloatDistribution(self.low, self.high, log=self.log)
 
+    def planned_trials(self, trials_per_cell: int) -> int:
+        return trials_per_cell
+
     def enqueued_points(self, cell_ids: list[str], trials_per_cell: int) -> list[dict[str, Any]]:
         # The cell is fixed, the rate left to the sampler (Optuna samples what an enqueued trial omits).
         return round_robin(cell_ids, trials_per_cell, lambda c, i: {"cell": c})
@@ -123,6 +129,10 @@ class Choices(Strict):
         import optuna.distributions as d
 
         return d.CategoricalDistribution(sorted(self.values))
+
+    def planned_trials(self, trials_per_cell: int) -> int:
+        # At most once per value: a second trial of a value in the same cell (same seed) would repeat the first.
+        return min(trials_per_cell, len(self.values))
 
     def enqueued_points(self, cell_ids: list[str], trials_per_cell: int) -> list[dict[str, Any]]:
         if len(self.values) > trials_per_cell:  # more values than trials: the sampler picks among them
@@ -618,14 +628,9 @@ class SearchSpace(Strict):
         return [(f"{target}.{names[0]}", tuple(names)) for names in groups.values()]
 
     def trials_per_cell(self, target: str, model: str | None = None) -> int:
-        """Stage-2 trials of a trained cell of the target and base model: one when its learning rate is not
-        searched, at most one per value of a list (a second trial of a value in the same cell, same seed, would
-        repeat the first)."""
-        rate = self.training_for(target, model).learning_rate
-        if not rate.searched:
-            return 1
-        return min(self.search.trials_per_cell, len(rate.values)) if isinstance(rate, Choices) else \
-            self.search.trials_per_cell
+        """Stage-2 trials of a trained cell of the target and base model, as its learning rate plans them: one
+        for a fixed rate, at most one per value of a list, `search.trials_per_cell` for a range."""
+        return self.training_for(target, model).learning_rate.planned_trials(self.search.trials_per_cell)
 
     def planned_seeds(self) -> list[int]:
         """Every seed the search may run: the declared ones, and with a budget the next free integers after the

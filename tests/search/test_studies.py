@@ -14,7 +14,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.storages import JournalStorage, RDBStorage
 from optuna_dashboard._storage_url import get_storage
 
-from xgrid.search.studies import JOURNAL, LEGACY_DB, dashboard_command, is_legacy, study_file, study_storage
+from xgrid.search.studies import JOURNAL, LEGACY_DB, dashboard_command, study_file, study_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -37,7 +37,7 @@ def legacy_folder(folder, n: int = 3):
 
 
 def test_a_new_search_folder_gets_the_journal(tmp_path):
-    assert study_file(tmp_path) == tmp_path.absolute() / JOURNAL and not is_legacy(tmp_path)
+    assert study_file(tmp_path) == tmp_path.absolute() / JOURNAL
     storage = study_storage(tmp_path)
     assert isinstance(storage, JournalStorage) and (tmp_path / JOURNAL).is_file()
     fill(optuna.create_study(study_name="new.mb_udpos", direction="maximize", storage=storage))
@@ -55,7 +55,7 @@ def test_reading_a_folder_without_studies_creates_nothing(tmp_path):
 @pytest.mark.parametrize("read_only", [False, True])
 def test_a_folder_of_an_earlier_xgrid_keeps_its_sqlite_studies(tmp_path, read_only):
     legacy_folder(tmp_path)
-    assert study_file(tmp_path) == tmp_path.absolute() / LEGACY_DB and is_legacy(tmp_path)
+    assert study_file(tmp_path) == tmp_path.absolute() / LEGACY_DB
     storage = study_storage(tmp_path, read_only=read_only)
     assert isinstance(storage, RDBStorage)
     study = optuna.load_study(study_name="old.mb_udpos", storage=storage)

@@ -24,10 +24,6 @@ def study_file(search_dir: Path) -> Path:
     return legacy if legacy.is_file() and not journal.exists() else journal
 
 
-def is_legacy(search_dir: Path) -> bool:
-    return study_file(search_dir).name == LEGACY_DB
-
-
 def study_storage(search_dir: Path, read_only: bool = False):
     """The Optuna storage of the search's studies. A missing journal is created (empty), unless `read_only`,
     which then raises FileNotFoundError; `read_only` also leaves an SQLite file's tables and version alone."""
@@ -35,10 +31,8 @@ def study_storage(search_dir: Path, read_only: bool = False):
 
     path = study_file(search_dir)
     if path.name == LEGACY_DB:
-        if read_only:
-            return optuna.storages.RDBStorage(f"sqlite:///{path}", skip_compatibility_check=True,
-                                              skip_table_creation=True)
-        return optuna.storages.RDBStorage(f"sqlite:///{path}")
+        return optuna.storages.RDBStorage(f"sqlite:///{path}", skip_compatibility_check=read_only,
+                                          skip_table_creation=read_only)
     if read_only and not path.is_file():
         raise FileNotFoundError(f"no Optuna journal at {path}")
     from optuna.storages.journal import JournalFileBackend
