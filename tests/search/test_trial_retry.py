@@ -194,6 +194,7 @@ def test_a_new_trial_continues_an_earlier_attempts_checkpoint_through_trial_setu
     from there and ends with the uninterrupted run's result. Tune's report and checkpoint are stood in for here."""
     import xgrid.search.stage2 as stage2
     from xgrid.search.trial import TuneCheckpoints
+    from xgrid.search.tune_metrics import PACKED
     from xgrid.training.context import FolderCheckpoints, LocalContext
     from xgrid.training.phase import run_phase
     from xgrid.training.phase_checkpoint import latest_checkpoint_in
@@ -216,7 +217,8 @@ def test_a_new_trial_continues_an_earlier_attempts_checkpoint_through_trial_setu
         torch.set_num_threads(threads)
     earlier = latest_checkpoint_in(tmp_path / "earlier")
     reports = []
-    monkeypatch.setattr(stage2.tune, "report", lambda metrics, **_: reports.append(metrics))
+    # What Tune gets is packed (`tune_metrics`): the phase's own report is the packed string.
+    monkeypatch.setattr(stage2.tune, "report", lambda metrics, **_: reports.append(json.loads(metrics[PACKED])))
     monkeypatch.setattr(TuneCheckpoints, "report", lambda self, metrics, folder: reports.append(metrics))
     monkeypatch.setattr(TuneCheckpoints, "latest", lambda self: None)  # a new trial: nothing of its own yet
     setup = stage2.TrialSetup(space, {cell.id: cell}, {cell.stage1_key: tiny_model}, str(tmp_path / "ray"),

@@ -66,6 +66,7 @@ def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     import dataclasses
 
     from xgrid.search.trial import TuneCheckpoints
+    from xgrid.search.tune_metrics import packing_report_callback, tune_report
 
     cell = setup.cells[config["cell"]]
     learning_rate = float(config["learning_rate"])
@@ -76,15 +77,13 @@ def stage2_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     resources = setup.space.resources_for(cell.base_model.name)
     if not resources.uses_ray_train:
         # Every epoch's checkpoint goes to Tune; a retry after the trial's process died continues from the last.
-        run_inline(request, resources, reporter=tune.report, checkpoints=TuneCheckpoints())
+        run_inline(request, resources, reporter=tune_report, checkpoints=TuneCheckpoints())
         return
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     trial_id = tune.get_context().get_trial_id()
     # Named after the cell (what the Ray dashboard's Train view shows), unique by the trial id. Train restarts a dead
     # worker's group itself (max_failures), from the last checkpoint the workers reported.
     result = torch_trainer({"request": request, "checkpointing": True}, resources,
-                           f"stage2-{trial_name(cell, trial_id)}", setup.storage_path, callbacks=[TuneReportCallback()],
+                           f"stage2-{trial_name(cell, trial_id)}", setup.storage_path, callbacks=[packing_report_callback()],
                            max_failures=setup.space.search.max_failures).fit()
     if result.error:
         raise result.error

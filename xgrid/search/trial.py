@@ -43,7 +43,9 @@ class TuneCheckpoints:
     def report(self, metrics: dict[str, Any], checkpoint_dir: str) -> None:
         from ray import tune
 
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        from xgrid.search.tune_metrics import tune_report
+
+        tune_report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
     def latest(self) -> str | None:
         from ray import tune

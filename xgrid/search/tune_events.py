@@ -9,6 +9,7 @@ from ray.tune import Callback
 
 from xgrid.events import SearchListener, TrialRecord
 from xgrid.planning.plan import Cell
+from xgrid.search.tune_metrics import unpacked
 from xgrid.tracking_schema import BEST_PREFIX
 
 
@@ -71,7 +72,7 @@ class TuneEvents(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = self._record(trial)
-        metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = unpacked(result)  # the trial reports its metrics packed (`tune_metrics`)
         record.metrics = metrics
         record.history.append(metrics)
         record.node = result.get("node_ip") or record.node  # Tune's: the node of the trial's process
