@@ -10,7 +10,6 @@ KILLED and writes the results of every finished trial."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -48,18 +47,16 @@ class StopRequest:
 
     @contextmanager
     def tune_running(self) -> Iterator[None]:
-        """Around `tuner.fit()`: Tune's SIGINT handler off, ours on; raise once fit() has returned if stopped."""
-        previous = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        """Around `tuner.fit()`: Tune's SIGINT handler off, ours on (and Tune's other settings for a search,
+        `ray_env.TUNE_SETTINGS`); raise once fit() has returned if stopped."""
+        from xgrid.search.ray_env import TUNE_SETTINGS, scoped_environ
+
         self.in_tune = True
         try:
-            yield
+            with scoped_environ(TUNE_SETTINGS | {"TUNE_DISABLE_SIGINT_HANDLER": "1"}):
+                yield
         finally:
             self.in_tune = False
-            if previous is None:
-                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
-            else:
-                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous
         if self.signal_name is not None:
             raise SearchInterrupted(self.signal_name)
 

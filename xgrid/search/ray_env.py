@@ -19,6 +19,7 @@ environment their node's Ray was started with:
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -56,3 +57,25 @@ def credentials_off_runtime_envs() -> Iterator[None]:
     finally:
         for names, secret in removed:
             names |= secret
+
+
+@contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """`values` in this process's environment for the length of a block (Ray Tune reads its switches there when
+    a fit starts), each variable put back as it was after."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# Ray Tune's documented switches for a fit of a search: its per-trial result files (result.json, progress.csv and
+# TensorBoard events of every trial) repeat what results.json and MLflow keep, and cost the driver a write of every
+# metric of every report (5,000 trials: 15,000 files); `StopRequest.tune_running` sets the SIGINT one.
+TUNE_SETTINGS = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
