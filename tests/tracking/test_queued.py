@@ -287,3 +287,143 @@ def test_tags_params_and_text_artifacts_reach_the_store_and_the_journal_without_
     journal = "".join(p.read_text(errors="replace") for p in (tmp_path / "search").rglob("*") if p.is_file())
     assert "planted" not in stored and "planted" not in journal
     assert "postgresql://u:***@db/m" in stored
+
+
+class BatchingWriter(FakeWriter):
+    """A FakeWriter with MLflow's one-request form of metrics, params and tags (`write_batch`): refused whole
+    when a param conflicts with one already logged, as MLflow's log_batch is."""
+
+    def write_batch(self, run_id, metrics, params, tags):
+        self._enter("write_batch", run_id, len(metrics), tuple(params), tuple(tags))
+        run = self.store.runs[run_id]
+        for key, value in params.items():
+            if run["params"].get(key, value) != value:
+                raise TrackingError(f"param {key} was already logged with another value")
+        run["params"].update(params)
+        run["tags"].update(tags)
+        run["metrics"] += [(step, dict(values), at) for values, step, at in metrics]
+
+
+def test_writes_of_one_run_waiting_in_the_queue_go_in_one_request_each_journaled(tmp_path):
+    inner = BatchingWriter()
+    inner.gate = threading.Event()
+    writer = QueuedWriter(inner)
+    writer.use_folder(tmp_path)
+    run = writer.create_run("r", {})
+    assert inner.entered.wait(WAIT)  # held inside create_run: what follows waits in the queue
+    writer.log_params(run, {"lr": "0.1"})
+    writer.set_tags(run, {"a": "1"})
+    for epoch in (1, 2, 3):
+        inner.now = 1000 + epoch
+        writer.log_metrics(run, {"m": float(epoch)}, step=epoch)
+    writer.set_tags(run, {"a": "2"})  # a later value of a tag wins, as written one after the other
+    writer.end_run(run, "FINISHED")
+    other = writer.create_run("other", {})
+    writer.log_params(other, {"lr": "0.2"})
+    inner.gate.set()
+    assert writer.close(WAIT) == 0
+    real = writer.real_id(run)
+    assert [c[:2] for c in inner.store.calls] == [("create_run", "r"), ("write_batch", real), ("end_run", real),
+                                                  ("create_run", "other"), ("log_params", writer.real_id(other))]
+    assert inner.store.calls[1][2:] == (3, ("lr",), ("a",))
+    stored = inner.store.runs[real]
+    assert stored["metrics"] == [(1, {"m": 1.0}, 1001), (2, {"m": 2.0}, 1002), (3, {"m": 3.0}, 1003)]
+    assert stored["params"] == {"lr": "0.1"} and stored["tags"]["a"] == "2" and stored["status"] == "FINISHED"
+    records = journal_records(tmp_path)
+    assert len([r for r in records if "op" in r]) == len([r for r in records if "done" in r]) == 10
+
+
+def test_a_param_logged_twice_in_the_queue_is_not_merged_and_a_refused_request_is_written_one_call_at_a_time(
+        tmp_path):
+    inner = BatchingWriter()
+    inner.gate = threading.Event()
+    writer = QueuedWriter(inner)
+    writer.use_folder(tmp_path)
+    run = writer.create_run("r", {})
+    assert inner.entered.wait(WAIT)
+    writer.log_params(run, {"lr": "0.1"})
+    writer.log_params(run, {"lr": "0.2"})  # the same key again: a request of its own, refused
+    writer.set_tags(run, {"a": "1"})
+    writer.log_metrics(run, {"m": 1.0}, step=1)
+    inner.gate.set()
+    assert writer.close(WAIT) == 0
+    # 0.1 alone (0.2 repeats its key); 0.2 with the tag and metric, refused whole; 0.2 alone, refused; the
+    # tag and the metric in one request.
+    assert [c[0] for c in inner.store.calls] == ["create_run", "log_params", "write_batch", "log_params",
+                                                 "write_batch"]
+    stored = inner.store.runs[writer.real_id(run)]
+    assert stored["params"] == {"lr": "0.1"} and stored["tags"]["a"] == "1" and stored["metrics"] == [
+        (1, {"m": 1.0}, 1000)]
+    assert writer.failed == [{"method": "log_params", "error": "param lr was already logged with another value"}]
+    assert read_journal(tmp_path / JOURNAL_DIR / JOURNAL_FILE)[0] == []
+
+
+def test_a_merged_request_that_gets_no_answer_is_retried_whole(tmp_path):
+    inner = BatchingWriter()
+    inner.gate = threading.Event()
+    writer = QueuedWriter(inner)
+    writer.use_folder(tmp_path)
+    run = writer.create_run("r", {})
+    assert inner.entered.wait(WAIT)
+    writer.log_params(run, {"lr": "0.1"})
+    writer.log_metrics(run, {"m": 1.0}, step=1)
+    inner.down = 1  # after create_run: the merged request gets no answer once
+    inner.gate.set()
+    assert writer.close(WAIT) == 0
+    assert [c[0] for c in inner.store.calls] == ["create_run", "write_batch"]
+    stored = inner.store.runs[writer.real_id(run)]
+    assert stored["params"] == {"lr": "0.1"} and stored["metrics"] == [(1, {"m": 1.0}, 1000)]
+
+
+def test_mlflow_gets_from_a_merged_request_what_one_call_at_a_time_gives(tmp_path):
+    """The real MLflow writer on SQLite: a run written while the queue had a backlog (merged) and one written
+    call by call hold the same metric history, params and tags."""
+    import functools
+
+    from mlflow import MlflowClient
+
+    from xgrid.tracking.mlflow_writer import MlflowWriter
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def write(writer, name):
+        run = writer.create_run(name, {"kind": "x"})
+        writer.log_params(run, {"lr": "0.1", "seed": "0"})
+        for epoch in (1, 2):
+            writer.log_metrics(run, {"m": epoch / 3, "n": float(epoch)}, step=epoch, timestamp_ms=5000 + epoch)
+        writer.set_tags(run, {"selected": "false"})
+        writer.set_tags(run, {"selected": "true"})
+        writer.end_run(run, "FINISHED")
+        return run
+
+    inner = MlflowWriter(uri, "e")
+    gate, calls = threading.Event(), []
+    create, batch = inner.create_run, inner.write_batch
+
+    @functools.wraps(create)
+    def held_create(*args, **kwargs):
+        assert gate.wait(WAIT)
+        return create(*args, **kwargs)
+
+    @functools.wraps(batch)
+    def counted_batch(*args, **kwargs):
+        calls.append(args[0])
+        return batch(*args, **kwargs)
+
+    inner.create_run, inner.write_batch = held_create, counted_batch
+    merged = QueuedWriter(inner)
+    run_merged = write(merged, "merged")
+    gate.set()
+    assert merged.close(WAIT) == 0 and len(calls) == 1
+    run_plain = write(MlflowWriter(uri, "e"), "plain")  # the backend itself: one call, one request
+    client = MlflowClient(uri)
+    got = {}
+    for name, run_id in (("merged", merged.real_id(run_merged)), ("plain", run_plain)):
+        run = client.get_run(run_id)
+        history = {key: [(m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, key)]
+                   for key in ("m", "n")}
+        tags = {k: v for k, v in run.data.tags.items() if not k.startswith(("mlflow.", "xgrid.local"))}
+        got[name] = (history, run.data.params, tags, run.info.status)
+    assert got["merged"] == got["plain"]
+    assert got["plain"][0]["m"] == [(1, 1 / 3, 5001), (2, 2 / 3, 5002)] and got["plain"][2] == {
+        "kind": "x", "selected": "true"}

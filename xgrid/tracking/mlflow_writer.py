@@ -213,6 +213,17 @@ class MlflowWriter:
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
 
     @translated()
+    def write_batch(self, run_id: str, metrics: list[tuple[dict[str, float], int, int | None]],
+                    params: dict[str, str], tags: dict[str, str]) -> None:
+        """Several calls' writes to one run as one request (`QueuedWriter` merges what waits in its queue):
+        `metrics` is each log_metrics call's (metrics, step, timestamp_ms)."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, v, now if at is None else at, step)
+                                               for values, step, at in metrics for k, v in values.items()],
+                              params=[Param(k, v) for k, v in params.items()],
+                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    @translated()
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
 

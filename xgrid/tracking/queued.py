@@ -20,6 +20,12 @@ its answer was lost finds the run it made instead of making a second one (when t
 A call the store refuses (a bad request, a param already logged with another value) is recorded as failed in
 the journal with its error and the queue moves on. Only `UnreachableError` (the store did not answer) is
 retried.
+
+Metrics, params and tags of one run that wait in the queue one after the other are written as one request when
+the backend writer has `write_batch` (MLflow's `log_batch`): each request to a SQL store is a transaction whose
+ORM work costs the driver ~10 ms, and at thousands of trials the queue has a backlog of them. Each call still
+gets its own journal line; a merged request the store refuses is performed again one call at a time, so only the
+call at fault is recorded as failed.
 """
 
 from __future__ import annotations
@@ -51,7 +57,9 @@ CLOSE_TIMEOUT = 60.0  # a search's end waits this long for a store that does not
 FLUSH_TIMEOUT = 30.0  # a reader in the writing process waits this long for the writes before it (see flush_writers)
 FIRST_WAIT, LONGEST_WAIT = 0.5, 15.0  # seconds between retries while the store does not answer: doubling, capped
 # Methods of a backend writer that are not writes: the queue calls them itself, or they are its own.
-NOT_QUEUED = frozenset({"find_run_by_tag", "clock_ms", "use_folder", "close", "flush"})
+NOT_QUEUED = frozenset({"find_run_by_tag", "clock_ms", "use_folder", "close", "flush", "write_batch"})
+MERGED = frozenset({"log_metrics", "log_params", "set_tags"})  # what `write_batch` writes, several at once
+MERGE_LIMIT = 64  # calls in one merged request (MLflow's client splits what exceeds its own per-request limits)
 
 log = logging.getLogger(__name__)
 _LIVE: "weakref.WeakSet[QueuedWriter]" = weakref.WeakSet()
@@ -224,12 +232,19 @@ class QueuedWriter:
                     self._thread = None
                     return
                 op = self._in_flight = self._queue[0]
+                group = self._mergeable(op)
             try:
+                if len(group) > 1 and self._perform_merged(group):
+                    for member in group:
+                        self._finish(member)
+                    wait = FIRST_WAIT
+                    continue
                 result = self._perform(op)
             except UnreachableError as err:
                 with self._cond:
                     self._in_flight = None
-                    op["retry"] = True
+                    for member in group:  # a merged request that got no answer may have been performed
+                        member["retry"] = True
                     if self.unreachable is None:
                         log.warning("the tracking store does not answer (%s): %d writes wait in %s", err,
                                     len(self._queue), self.journal)
@@ -243,6 +258,42 @@ class QueuedWriter:
                 continue
             self._finish(op, result=result)
             wait = FIRST_WAIT
+
+    def _mergeable(self, op: dict[str, Any]) -> list[dict[str, Any]]:
+        """`op` and the calls queued right after it that one `write_batch` can write with it: metrics, params and
+        tags of the same run, no param key twice (MLflow refuses a request that logs one twice)."""
+        if op["method"] not in MERGED or not hasattr(self.inner, "write_batch"):
+            return [op]
+        run, group, keys = op["arguments"].get("run_id"), [op], set(op["arguments"].get("params") or ())
+        for following in list(self._queue)[1:MERGE_LIMIT]:
+            params = set(following["arguments"].get("params") or ())
+            if following["method"] not in MERGED or following["arguments"].get("run_id") != run or params & keys:
+                break
+            group.append(following)
+            keys |= params
+        return group
+
+    def _perform_merged(self, group: list[dict[str, Any]]) -> bool:
+        """`group` (`_mergeable`) as one request; False if the store refused it (its calls are then performed one
+        at a time, so that only the refused one fails). An unreachable store raises, as for a single call."""
+        with self._cond:
+            calls = [(op["method"], self._resolve(dict(op["arguments"]))) for op in group]
+        metrics, params, tags = [], {}, {}
+        for method, arguments in calls:
+            if method == "log_metrics":
+                metrics.append((arguments["metrics"], arguments.get("step", 0), arguments.get("timestamp_ms")))
+            elif method == "log_params":
+                params.update(arguments["params"])
+            else:
+                tags.update(arguments["tags"])  # set one after the other, a later value of a tag wins
+        try:
+            self.inner.write_batch(calls[0][1]["run_id"], metrics, params, tags)
+        except UnreachableError:
+            raise
+        except Exception as err:
+            log.debug("a merged tracking request was refused (%s); writing its calls one at a time", err)
+            return False
+        return True
 
     def _perform(self, op: dict[str, Any]) -> Any:
         arguments = dict(op["arguments"])
